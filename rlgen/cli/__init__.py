@@ -1,0 +1,1 @@
+"""The ``rlgen`` command line (click)."""

@@ -1,0 +1,44 @@
+"""Entry point of the ``rlgen`` console script."""
+
+from __future__ import annotations
+
+import click
+
+from rlgen import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rlgen")
+def cli() -> None:
+    """rlgen: DQN agents and generative models (VAE, WGAN-GP, diffusion) on PyTorch.
+
+    Watch any run with: tensorboard --logdir runs
+    """
+
+
+def _register() -> None:
+    # Commands live in one module per stack; importing them here keeps
+    # `rlgen --help` complete.
+    from rlgen.cli import presets_cmd
+
+    cli.add_command(presets_cmd.presets)
+    for module_name in ("rlgen.cli.dqn_cmds", "rlgen.cli.generative_cmds"):
+        try:
+            module = __import__(module_name, fromlist=["COMMANDS"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="rlgen")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Typed dataclass configs filled from YAML presets and ``--set key=value`` overrides.
+
+Every algorithm has one ``*Config`` dataclass; each field has a default and a
+one-line help in ``field(metadata={"help": ...})``. This module turns plain
+dicts (from YAML) and ``key=value`` strings (from the CLI) into those
+dataclasses, checking every key and type so that a typo fails with a
+``ValueError`` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+C = TypeVar("C")
+
+
+def field_help(cls: type, name: str) -> str:
+    """The one-line help of a dataclass field (empty if none was given)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    return ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        return f"list of {_type_name(get_args(tp)[0])}" if get_args(tp) else "list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` (already YAML-parsed) to type ``tp`` or raise ``ValueError``.
+
+    Ints are accepted for float fields (``1e-3`` and ``1000`` both work), and
+    floats with no fractional part for int fields (``5e4`` steps), since that
+    is how people write hyperparameters.
+    """
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=f"{where}.")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value in allowed:
+            return value
+        raise ValueError(f"{where}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(f"{where}={value!r} is not a {_type_name(tp)}")
+    if origin in (list, tuple):
+        (item_tp, *_) = get_args(tp) or (Any,)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool) and origin is list:
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}={value!r} is not a {_type_name(tp)}")
+        items = [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return origin(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}={value!r} is not a mapping")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where}={value!r} is not a bool; use true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}={value!r} is not an int")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                as_float = float(value)
+            except ValueError:
+                as_float = None
+            if as_float is not None and as_float.is_integer():
+                return int(as_float)
+        raise ValueError(f"{where}={value!r} is not an int")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}={value!r} is not a float")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}={value!r} is not a float")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"{where}={value!r} is not a string")
+    return value
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    hints = _resolved_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field {prefix}{unknown[0]!r}; valid fields: {', '.join(names)}"
+        )
+    kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON/YAML-safe dict of a (possibly nested) dataclass config."""
+    return dataclasses.asdict(config)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value`` and YAML-parse the value (``1e-3``, ``[64, 64]``, ``true``)."""
+    if "=" not in text:
+        raise ValueError(f"--set {text!r} must look like key=value (e.g. --set learning_rate=1e-3)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"--set {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 1e-3 as a string (it wants 1.0e-3); fix that for people.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def nest_overrides(pairs: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``{"backbone.hidden_sizes": [64]}`` into ``{"backbone": {"hidden_sizes": [64]}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in pairs.items():
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {part!r} is not a nested config")
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(config: C, overrides: list[str] | dict[str, Any]) -> C:
+    """Return a copy of ``config`` with ``key=value`` overrides applied and checked."""
+    if isinstance(overrides, dict):
+        pairs = dict(overrides)
+    else:
+        pairs = dict(parse_override(o) for o in overrides)
+    merged = merge(to_dict(config), nest_overrides(pairs))
+    return from_dict(type(config), merged)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")
+    return data
