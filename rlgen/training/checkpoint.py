@@ -107,7 +107,7 @@ def _storable(tensor: torch.Tensor, seen: set[tuple[str, int]]) -> torch.Tensor:
     tensor = tensor.detach()
     ptr = (str(tensor.device), tensor.untyped_storage().data_ptr())
     if ptr in seen and tensor.numel() > 0:
-        tensor = tensor.clone()  # tied weights: store a copy; load_state_dict re-ties them
+        tensor = tensor.clone()  # tied weights: a copy; loading writes it into the one shared parameter
     seen.add(ptr)
     return tensor.cpu().contiguous()
 
