@@ -46,15 +46,26 @@ def make_optimizer(
     """
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    params = list(params)
+    # Fused Adam updates every tensor in one kernel: on CPU it is ~25% faster per step than
+    # torch's default single-tensor loop for the small networks of DQN (scripts/bench_dqn.py).
+    fused = {"fused": True} if _fusable(params) else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=learning_rate, betas=betas, eps=eps, weight_decay=weight_decay, **fused)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=learning_rate, eps=eps, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
+
+
+def _fusable(params: list) -> bool:
+    """Fused Adam needs floating-point tensors on CPU or CUDA (not MPS, not param groups)."""
+    if not params or not all(isinstance(p, torch.Tensor) for p in params):
+        return False
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
 def make_lr_schedule(
@@ -123,7 +134,7 @@ def gradient_step(
     parameters: Iterable[torch.Tensor],
     max_grad_norm: float | None = None,
     scaler: torch.amp.GradScaler | None = None,
-) -> float:
+) -> torch.Tensor | float:
     """Backpropagate ``loss`` and take one optimizer step, with optional clipping.
 
     Args:
@@ -135,8 +146,9 @@ def gradient_step(
             before clipping so the threshold means the same as in fp32.
 
     Returns:
-        The gradient norm before clipping when clipping, else 0.0 (computing it
-        would force a GPU sync on every step).
+        The gradient norm before clipping as a 0-d tensor when clipping, else 0.0.
+        It stays on the device: call ``float()`` only when logging, since that
+        forces a GPU sync.
     """
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -147,7 +159,7 @@ def gradient_step(
     if max_grad_norm is not None:
         if scaler is not None:
             scaler.unscale_(optimizer)
-        grad_norm = float(nn.utils.clip_grad_norm_(parameters, max_grad_norm))
+        grad_norm = nn.utils.clip_grad_norm_(parameters, max_grad_norm, foreach=True)
     if scaler is not None:
         scaler.step(optimizer)  # skips the step if the gradients overflowed
         scaler.update()

@@ -1,0 +1,131 @@
+"""``rlgen train-dqn``, ``rlgen eval`` and ``rlgen enjoy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rlgen.cli.common import training_options, user_errors
+
+
+@click.command("train-dqn")
+@click.argument("env_id")
+@click.option("--preset", default=None, help="Preset name from agents/dqn.yml (default: the one named ENV_ID).")
+@click.option("--total-steps", type=int, default=None, help="Environment steps (overrides the preset).")
+@click.option("--num-envs", type=int, default=None, help="Environment copies stepped together.")
+@click.option("--resume", type=click.Path(), default=None, help="Continue a run from its directory or checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@training_options
+@user_errors
+def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file):
+    """Train a DQN agent on ENV_ID (e.g. CartPole-v1, MinAtar/Breakout-v1, ALE/Pong-v5)."""
+    from rlgen.config import from_dict
+    from rlgen.dqn import DQNConfig, make_config
+    from rlgen.dqn.agent import checkpoint_path
+    from rlgen.dqn.train import train
+    from rlgen.training import load_checkpoint
+
+    if resume is not None:
+        # The checkpoint's own config wins; command-line fields may only extend the run.
+        ckpt = load_checkpoint(checkpoint_path(resume))
+        config = from_dict(DQNConfig, ckpt.meta["config"])
+        if config.env_id != env_id:
+            raise click.UsageError(f"--resume {resume} is a run of {config.env_id}, not {env_id}")
+        if total_steps is not None:
+            config.total_timesteps = total_steps
+        resume = checkpoint_path(resume)
+    else:
+        config = make_config(
+            env_id, preset, config_file=config_file, overrides=list(overrides),
+            seed=seed, total_timesteps=total_steps, num_envs=num_envs,
+        )
+    result = train(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
+    click.echo(f"run: {result.run_dir}")
+    if result.interrupted:
+        click.echo(f"interrupted at step {result.global_step:,}: checkpoint saved to {result.checkpoint}")
+        click.echo(f"resume with: rlgen train-dqn {env_id} --resume {result.run_dir}")
+        raise SystemExit(130)
+    click.echo(f"checkpoint: {result.checkpoint}")
+    click.echo(f"trained {result.global_step:,} steps in {result.wall_seconds:.1f} s")
+    if result.eval_mean is not None:
+        click.echo(
+            f"eval over {config.eval_episodes} episodes: {result.eval_mean:.2f} +/- {result.eval_std:.2f}"
+        )
+
+
+@click.command("eval")
+@click.argument("run", type=click.Path())
+@click.option("--episodes", type=int, default=100, show_default=True, help="Episodes to average over.")
+@click.option("--epsilon", type=float, default=0.0, show_default=True, help="Random-action rate (0 = greedy).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def eval_cmd(run, episodes, epsilon, seed, device):
+    """Evaluate a trained agent (RUN: a run directory or a checkpoint file)."""
+    from rlgen.dqn import DQNAgent
+    from rlgen.dqn.evaluate import evaluate_policy
+
+    agent = DQNAgent.load(run, device=device)
+    mean, std = evaluate_policy(agent.q_net, agent.config.env_id, episodes, seed=seed,
+                                device=agent.device, epsilon=epsilon)
+    click.echo(f"{agent.config.env_id}: mean return {mean:.2f} +/- {std:.2f} over {episodes} episodes")
+
+
+@click.command("enjoy")
+@click.argument("run", type=click.Path())
+@click.option("--video", type=click.Path(dir_okay=False), default=None, help="Record to out.mp4 or out.gif.")
+@click.option("--episodes", type=int, default=1, show_default=True)
+@click.option("--fps", type=int, default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def enjoy(run, video, episodes, fps, seed, device):
+    """Watch a trained agent play, or record its episodes with --video."""
+    import numpy as np
+
+    from rlgen.dqn import DQNAgent
+    from rlgen.dqn.video import record_episode, write_video
+
+    agent = DQNAgent.load(run, device=device)
+    if video is None:
+        _watch(agent, episodes, seed)
+        return
+    clips, returns = [], []
+    for i in range(episodes):
+        frames, ret = record_episode(agent.q_net, agent.config.env_id, seed=seed + i, device=agent.device)
+        clips.append(frames)
+        returns.append(ret)
+    path = write_video(np.concatenate(clips), video, fps=fps)
+    click.echo(f"wrote {path} ({sum(len(c) for c in clips)} frames); returns: "
+               + ", ".join(f"{r:.1f}" for r in returns))
+
+
+def _watch(agent, episodes: int, seed: int) -> None:
+    """Play in a window (gymnasium's human rendering, which needs pygame and a display)."""
+    import os
+
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "watching in a window needs pygame (pip install pygame) and a display; "
+            "record instead with --video out.mp4"
+        ) from None
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise click.ClickException("no display found; record instead with --video out.mp4")
+    from rlgen.envs import get_spec, make_env
+
+    env = make_env(get_spec(agent.config.env_id), training=False, render_mode="human")
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, total = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(int(agent.predict(obs)))
+            total += float(reward)
+            done = terminated or truncated
+        click.echo(f"episode {i}: return {total:.1f}")
+    env.close()
+
+
+COMMANDS = [train_dqn, eval_cmd, enjoy]

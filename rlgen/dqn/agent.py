@@ -1,0 +1,138 @@
+"""The DQN Python API for notebooks: build a config, train, load, predict, evaluate, save.
+
+    >>> from rlgen.dqn import DQNAgent
+    >>> agent = DQNAgent.train("CartPole-v1")            # its preset from agents/dqn.yml
+    >>> agent.evaluate(episodes=100)                     # (mean, std)
+    >>> agent = DQNAgent.load("runs/CartPole-v1__dqn__0__1700000000")
+    >>> action = agent.predict(obs)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlgen.config import apply_overrides, from_dict, load_yaml, merge, nest_overrides, parse_override, to_dict
+from rlgen.dqn.config import DQNConfig
+from rlgen.dqn.evaluate import evaluate_policy
+from rlgen.dqn.networks import QNetwork, build_q_network
+from rlgen.envs import get_spec
+from rlgen.errors import CheckpointError
+from rlgen.presets import get_preset, has_preset
+from rlgen.training import load_checkpoint, resolve_device, save_checkpoint
+
+
+def make_config(
+    env_id: str,
+    preset: str | None = None,
+    *,
+    config_file: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    **fields: Any,
+) -> DQNConfig:
+    """Preset (or the family defaults), then a YAML file, then ``fields``, then ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    spec = get_spec(env_id)  # unknown ids fail here, with suggestions
+    if preset is not None or has_preset("dqn", env_id):
+        data = get_preset("dqn", preset or env_id)
+        preset_env = data.get("env_id", env_id)
+        if preset is not None and preset_env != env_id:
+            raise ValueError(f"preset {preset!r} is for {preset_env}, not {env_id}")
+    else:
+        data = {"backbone": {"kind": spec.backbone}}
+    if config_file is not None:
+        data = merge(data, load_yaml(config_file))
+    data = merge(data, {k: v for k, v in fields.items() if v is not None})
+    data["env_id"] = env_id
+    if overrides:
+        pairs = dict(overrides) if isinstance(overrides, dict) else dict(parse_override(o) for o in overrides)
+        if "env_id" in pairs:
+            raise ValueError("env_id cannot be --set; give it as the ENV_ID argument")
+        data = merge(data, nest_overrides(pairs))
+    return from_dict(DQNConfig, data)
+
+
+class DQNAgent:
+    """A trained (or loaded) Q-network with the config it was trained with."""
+
+    def __init__(self, config: DQNConfig, q_net: QNetwork, obs_space: gym.spaces.Box,
+                 device: torch.device | str = "cpu", run_dir: Path | None = None):
+        self.config = config
+        self.obs_space = obs_space
+        self.q_net = q_net.to(device).eval()
+        self.device = torch.device(device)
+        self.run_dir = run_dir
+        self.last_result = None
+
+    @classmethod
+    def train(cls, env_id: str, preset: str | None = None, *, device: str = "auto", logdir: str | Path = "runs",
+              progress: bool = False, overrides: list[str] | dict[str, Any] | None = None, **fields: Any) -> DQNAgent:
+        """Train from a preset plus field overrides (``total_timesteps=10_000``...)."""
+        from rlgen.dqn.train import train
+
+        config = make_config(env_id, preset, overrides=overrides, **fields)
+        result = train(config, device=device, logdir=logdir, progress=progress)
+        agent = cls.load(result.checkpoint, device=device)
+        agent.last_result = result
+        return agent
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> DQNAgent:
+        """Rebuild the Q-network from a checkpoint's own config (a run dir or a .safetensors file)."""
+        path = checkpoint_path(path)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        if ckpt.meta.get("algo") != "dqn":
+            raise CheckpointError(f"{path} is a {ckpt.meta.get('algo')!r} checkpoint, not a DQN one")
+        config = from_dict(DQNConfig, ckpt.meta["config"])
+        obs_space = gym.spaces.Box(0, 1, shape=tuple(ckpt.meta["obs_shape"]), dtype=np.dtype(ckpt.meta["obs_dtype"]))
+        q_net = build_q_network(config, obs_space, int(ckpt.meta["num_actions"]))
+        ckpt.load_module("q_net", q_net)
+        torch_device = resolve_device(device)
+        return cls(config, q_net, obs_space, torch_device, run_dir=path.parent)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True, epsilon: float = 0.05) -> np.ndarray:
+        """Greedy actions for a batch (B, *obs_shape) or one observation; epsilon-greedy otherwise."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_space.shape
+        batch = obs[None] if single else obs
+        with torch.inference_mode():
+            actions = self.q_net(torch.as_tensor(batch, device=self.device)).argmax(dim=1).cpu().numpy()
+        if not deterministic:
+            explore = np.random.random(len(actions)) < epsilon
+            actions = np.where(explore, np.random.randint(self.num_actions, size=len(actions)), actions)
+        return actions[0] if single else actions
+
+    @property
+    def num_actions(self) -> int:
+        head = self.q_net.advantage if self.q_net.dueling else self.q_net.q
+        return head.out_features
+
+    def evaluate(self, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
+        """Mean and std of the greedy return over ``episodes`` episodes."""
+        return evaluate_policy(self.q_net, self.config.env_id, episodes, seed=seed, device=self.device)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the Q-network and config (safetensors + JSON header) to ``path``."""
+        return save_checkpoint(
+            Path(path), modules={"q_net": self.q_net},
+            meta={"algo": "dqn", "config": to_dict(self.config), "step": 0,
+                  "num_actions": self.num_actions, "obs_shape": list(self.obs_space.shape),
+                  "obs_dtype": str(self.obs_space.dtype)},
+        )
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A run directory means its ``checkpoint.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}; pass a run directory (runs/<run>) or a .safetensors file "
+            "written by `rlgen train-dqn`"
+        )
+    return path

@@ -1,0 +1,93 @@
+"""DQN hyperparameters: one typed dataclass, filled from ``agents/dqn.yml`` and ``--set``.
+
+Names and meanings follow Stable-Baselines3's ``DQN`` so RL Zoo's
+``hyperparams/dqn.yml`` entries carry over one to one (``net_arch`` becomes
+``backbone.hidden_sizes``); the extensions SB3 lacks (double, dueling,
+n-step, prioritized replay, LR schedules) are switches with the plain-DQN
+value as default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlgen.backbones import BackboneConfig
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DQNConfig:
+    env_id: str = _help("Gymnasium environment id.", default="CartPole-v1")
+    total_timesteps: int = _help("Environment steps to train for (all copies together).", default=50_000)
+    num_envs: int = _help("Environment copies stepped together (gymnasium vector API).", default=1)
+    seed: int = _help("Random seed of networks, replay sampling and environments.", default=0)
+    # Replay
+    buffer_size: int = _help("Transitions kept in replay.", default=100_000)
+    learning_starts: int = _help("Environment steps collected before the first update (SB3).", default=100)
+    batch_size: int = _help("Transitions per gradient step.", default=32)
+    prioritized: bool = _help("Proportional prioritized replay (Schaul et al. 2016).", default=False)
+    per_alpha: float = _help("Prioritized replay: priority exponent alpha.", default=0.6)
+    per_beta0: float = _help("Prioritized replay: initial importance exponent, annealed to 1.", default=0.4)
+    per_eps: float = _help("Prioritized replay: added to |TD error| so no priority is zero.", default=1e-6)
+    # Targets
+    gamma: float = _help("Discount factor.", default=0.99)
+    n_step: int = _help("Length of the multi-step return (1 = plain DQN).", default=1)
+    double_q: bool = _help("Double DQN: the online net picks the next action, the target net scores it.", default=False)
+    tau: float = _help("Target update coefficient: 1 = hard copy, < 1 = Polyak averaging.", default=1.0)
+    target_update_interval: int = _help("Environment steps between target updates (SB3 counts env steps).", default=10_000)
+    loss: Literal["huber", "mse"] = _help("TD loss: SB3 uses huber (smooth L1).", default="huber")
+    # Updates
+    train_freq: int = _help("Environment steps between training phases (SB3).", default=4)
+    gradient_steps: int = _help("Gradient steps per training phase; -1 = one per env step collected.", default=1)
+    learning_rate: float = _help("Optimizer learning rate.", default=1e-4)
+    lr_schedule: Literal["constant", "linear", "cosine", "step", "exponential"] = _help(
+        "Learning-rate schedule over the gradient steps of the run.", default="constant"
+    )
+    lr_final_factor: float = _help("Linear/cosine schedules end at learning_rate * this.", default=0.0)
+    lr_warmup_steps: int = _help("Gradient steps of linear LR warm-up.", default=0)
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = _help("Optimizer by name.", default="adam")
+    adam_eps: float = _help("Adam epsilon.", default=1e-8)
+    weight_decay: float = _help("Weight decay.", default=0.0)
+    max_grad_norm: float = _help("Gradient norm clip (SB3 default 10); 0 disables.", default=10.0)
+    # Exploration
+    exploration_fraction: float = _help("Share of total_timesteps over which epsilon decays.", default=0.1)
+    exploration_initial_eps: float = _help("Epsilon at the start.", default=1.0)
+    exploration_final_eps: float = _help("Epsilon after the decay.", default=0.05)
+    exploration_schedule: Literal["linear", "exponential"] = _help("Shape of the epsilon decay.", default="linear")
+    # Network
+    backbone: BackboneConfig = _help("Feature extractor (rlgen.backbones).", default_factory=BackboneConfig)
+    dueling: bool = _help("Dueling head: Q = V + A - mean(A) (Wang et al. 2016).", default=False)
+    precision: Literal["fp32", "bf16", "fp16"] = _help("Autocast precision of updates (CUDA only).", default="fp32")
+    compile: bool = _help("torch.compile the Q-network.", default=False)
+    # Evaluation, logging, checkpoints
+    eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
+    eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)
+    eval_during_episodes: int = _help("Episodes per evaluation during training.", default=10)
+    checkpoint_freq: int = _help("Environment steps between checkpoints; 0 = at the end only.", default=0)
+    log_interval: int = _help("Environment steps between loss/Q-value scalars.", default=1_000)
+    capture_video: bool = _help("Record an evaluation episode video into TensorBoard at the end.", default=False)
+    deterministic: bool = _help("torch deterministic algorithms (slower on GPU).", default=False)
+
+    def validate(self) -> None:
+        positive = ["total_timesteps", "num_envs", "buffer_size", "batch_size", "n_step", "train_freq",
+                    "target_update_interval"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau={self.tau} must be in (0, 1]")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma={self.gamma} must be in [0, 1]")
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise ValueError(f"gradient_steps={self.gradient_steps} must be >= 1, or -1 (one per env step)")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
+        for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+        if self.eval_episodes < 0:
+            raise ValueError(f"eval_episodes={self.eval_episodes} must be >= 0")

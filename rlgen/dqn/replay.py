@@ -1,0 +1,258 @@
+"""Replay memory for DQN: uniform and prioritized, n-step returns, frame de-duplication.
+
+The buffer stores the stream of observations each environment copy emits,
+one frame per env step, in ``[capacity, num_envs, *frame_shape]`` arrays
+(SB3's layout). A transition is the pair of consecutive slots ``t -> t + 1``
+of one copy, so ``next_obs`` is never stored twice, and with frame stacking
+only the newest frame of each stack is kept: a 1M-transition Atari buffer
+takes 1M x 84 x 84 bytes (about 7 GB) instead of 2 x 4 x that.
+
+Gymnasium 1.x vector envs autoreset on the *next* step: the step after a
+``terminated``/``truncated`` one ignores its action and returns the first
+observation of the new episode. Such a slot is stored (it starts the next
+stream of frames) but marked invalid, so it is never sampled as a transition.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rlgen.dqn.sum_tree import SumTree
+
+
+class ReplayBatch(NamedTuple):
+    """A sampled batch; every tensor has leading dimension B."""
+
+    obs: torch.Tensor  # (B, *obs_shape)
+    actions: torch.Tensor  # (B,) int64
+    returns: torch.Tensor  # (B,) float32: sum_{k<m} gamma^k r_{t+k}
+    next_obs: torch.Tensor  # (B, *obs_shape): the observation m steps later
+    discounts: torch.Tensor  # (B,) float32: gamma^m, or 0 where the episode terminated
+    weights: torch.Tensor  # (B,) float32 importance weights (ones for uniform replay)
+    indices: np.ndarray  # (B,) flat slot indices, for priority updates
+
+
+class ReplayBuffer:
+    """Uniform replay with n-step returns over a stream of (stacked) frames.
+
+    Args:
+        capacity: transitions kept in total (split evenly between the env copies).
+        num_envs: copies of the vector env.
+        obs_shape: shape of one observation, e.g. (4,) or (4, 84, 84).
+        obs_dtype: storage dtype (uint8 for images).
+        frame_stack: observations are stacks of this many frames along axis 0;
+            only the newest frame of each is stored.
+        n_step: length of the return; 1 is plain DQN.
+        gamma: discount.
+        device: where sampled batches go.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        frame_stack: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        device: torch.device | str = "cpu",
+    ):
+        if frame_stack > 1 and obs_shape[0] != frame_stack:
+            raise ValueError(f"frame_stack={frame_stack} but observations have shape {obs_shape}")
+        self.size = max(capacity // num_envs, n_step + frame_stack + 2)
+        self.num_envs = num_envs
+        self.obs_shape = tuple(obs_shape)
+        self.frame_stack = frame_stack
+        self.n_step = n_step
+        self.gamma = gamma
+        self.device = torch.device(device)
+        frame_shape = self.obs_shape[1:] if frame_stack > 1 else self.obs_shape
+        self.frames = np.zeros((self.size, num_envs, *frame_shape), dtype=obs_dtype)
+        self.actions = np.zeros((self.size, num_envs), dtype=np.int64)
+        self.rewards = np.zeros((self.size, num_envs), dtype=np.float32)
+        self.terminations = np.zeros((self.size, num_envs), dtype=bool)
+        self.dones = np.zeros((self.size, num_envs), dtype=bool)
+        # valid[t]: slot t holds a real transition t -> t+1 (its successor exists and is
+        # not an autoreset step). link[t]: slot t continues the episode of slot t-1.
+        self.valid = np.zeros((self.size, num_envs), dtype=bool)
+        self.link = np.zeros((self.size, num_envs), dtype=bool)
+        self.pos = 0  # slot of the newest frame
+        self.full = False
+        self._gamma_powers = gamma ** np.arange(n_step + 1, dtype=np.float64)
+
+    def __len__(self) -> int:
+        """Stored transitions (approximately: invalid autoreset slots included)."""
+        return (self.size if self.full else self.pos) * self.num_envs
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
+        return obs[:, -1] if self.frame_stack > 1 else obs
+
+    def start(self, obs: np.ndarray) -> None:
+        """Store the observations of the first reset, (num_envs, *obs_shape)."""
+        self.frames[self.pos] = self._newest_frame(obs)
+        self.link[self.pos] = False
+        self.valid[self.pos] = False
+
+    def add(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        truncations: np.ndarray,
+        next_obs: np.ndarray,
+        autoreset: np.ndarray,
+    ) -> None:
+        """Record one vector step taken from the newest slot.
+
+        Args:
+            actions, rewards, terminations, truncations, next_obs: what ``envs.step`` got and gave.
+            autoreset: (num_envs,) bool, True where this step was the autoreset step that
+                follows an episode end (its action was ignored, ``next_obs`` is a reset).
+        """
+        t = self.pos
+        real = ~autoreset
+        self.actions[t] = actions
+        self.rewards[t] = rewards
+        self.terminations[t] = terminations
+        self.dones[t] = terminations | truncations
+        self.valid[t] = real
+        self._on_valid(t, real)
+        nxt = (t + 1) % self.size
+        if nxt == 0:
+            self.full = True
+        self.pos = nxt
+        self.frames[nxt] = self._newest_frame(next_obs)
+        self.link[nxt] = real
+        self.valid[nxt] = False
+        self._on_overwrite(nxt)
+
+    def _on_valid(self, t: int, valid: np.ndarray) -> None:
+        """Hook for prioritized replay: slot ``t`` became sampleable where ``valid``."""
+
+    def _on_overwrite(self, t: int) -> None:
+        """Hook for prioritized replay: slot ``t`` is being reused."""
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _stack(self, t: np.ndarray, env: np.ndarray) -> np.ndarray:
+        """Observations ending at slots ``t`` of copies ``env``: (B, *obs_shape)."""
+        if self.frame_stack == 1:
+            return self.frames[t, env]
+        # Walk back while the episode goes on; repeat the earliest frame before its start,
+        # as gymnasium's FrameStackObservation(padding_type="reset") does.
+        index = np.empty((len(t), self.frame_stack), dtype=np.int64)
+        cur = t.copy()
+        index[:, -1] = cur
+        for k in range(2, self.frame_stack + 1):
+            step_back = self.link[cur, env]
+            cur = np.where(step_back, (cur - 1) % self.size, cur)
+            index[:, -k] = cur
+        return self.frames[index, env[:, None]]  # (B, stack, H, W)
+
+    def _sample_slots(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Uniform flat indices of valid slots whose n-step window is written."""
+        filled = self.size if self.full else self.pos
+        out = np.empty(0, dtype=np.int64)
+        while len(out) < batch_size:
+            flat = rng.integers(0, filled * self.num_envs, size=2 * batch_size)
+            out = np.concatenate([out, flat[self._sampleable(flat)]])
+        return out[:batch_size]
+
+    def _sampleable(self, flat: np.ndarray) -> np.ndarray:
+        t, env = np.divmod(flat, self.num_envs)
+        # The oldest frame_stack slots may have lost their history to overwriting.
+        age = (self.pos - t) % self.size
+        return self.valid[t, env] & (age < self.size - self.frame_stack + 1)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplayBatch:
+        flat = self._sample_slots(batch_size, rng)
+        weights = np.ones(batch_size, dtype=np.float32)
+        return self._gather(flat, weights)
+
+    def _gather(self, flat: np.ndarray, weights: np.ndarray) -> ReplayBatch:
+        t, env = np.divmod(flat, self.num_envs)
+        returns = np.zeros(len(t), dtype=np.float64)
+        discounts = np.ones(len(t), dtype=np.float64)
+        alive = np.ones(len(t), dtype=bool)  # still accumulating
+        last = t.copy()  # slot whose successor is the bootstrap observation
+        cur = t.copy()
+        for k in range(self.n_step):
+            if k > 0:
+                # Stop before a slot that has no written transition yet (the newest) or
+                # that is not the same episode.
+                alive &= self.valid[cur, env]
+            returns += np.where(alive, self._gamma_powers[k] * self.rewards[cur, env], 0.0)
+            discounts = np.where(alive, self._gamma_powers[k + 1], discounts)
+            last = np.where(alive, cur, last)
+            ended = alive & self.dones[cur, env]
+            discounts = np.where(ended & self.terminations[cur, env], 0.0, discounts)
+            alive &= ~ended
+            cur = (cur + 1) % self.size
+        next_t = (last + 1) % self.size
+        to = self._to_tensor
+        return ReplayBatch(
+            obs=to(self._stack(t, env)),
+            actions=to(self.actions[t, env]),
+            returns=to(returns.astype(np.float32)),
+            next_obs=to(self._stack(next_t, env)),
+            discounts=to(discounts.astype(np.float32)),
+            weights=to(weights),
+            indices=flat,
+        )
+
+    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cpu":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        """Uniform replay keeps no priorities."""
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016) on a sum tree.
+
+    New transitions get the largest priority seen so far; sampled ones get
+    ``(|td_error| + eps) ** alpha``. Importance weights ``(N P(i)) ** -beta``
+    are normalised by their maximum in the batch.
+    """
+
+    def __init__(self, *args, alpha: float = 0.6, eps: float = 1e-6, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+        self.eps = eps
+        self.tree = SumTree(self.size * self.num_envs)
+        self.max_priority = 1.0
+
+    def _flat(self, t: int) -> np.ndarray:
+        return t * self.num_envs + np.arange(self.num_envs)
+
+    def _on_valid(self, t: int, valid: np.ndarray) -> None:
+        self.tree.update(self._flat(t), np.where(valid, self.max_priority, 0.0))
+
+    def _on_overwrite(self, t: int) -> None:
+        self.tree.update(self._flat(t), np.zeros(self.num_envs))
+        # The slots whose stacks reached into slot t lose their history: drop them.
+        oldest = (t + 1) % self.size
+        for k in range(self.frame_stack - 1):
+            self.tree.update(self._flat((oldest + k) % self.size), np.zeros(self.num_envs))
+
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplayBatch:
+        flat = self.tree.sample(batch_size, rng)
+        probs = self.tree.leaves(flat) / self.tree.total
+        count = len(self)
+        weights = (count * probs) ** (-beta)
+        weights = (weights / weights.max()).astype(np.float32)
+        return self._gather(flat, weights)
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = (np.abs(td_errors) + self.eps) ** self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))

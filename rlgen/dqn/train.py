@@ -1,0 +1,273 @@
+"""The DQN training loop, written out top to bottom (CleanRL style).
+
+Variants (double, dueling, n-step, prioritized, Polyak targets, LR schedules)
+are config switches; the shared mechanics (device, seeding, gradient step,
+checkpoints, TensorBoard, progress bar, Ctrl-C) come from ``rlgen.training``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlgen.config import to_dict
+from rlgen.dqn.config import DQNConfig
+from rlgen.dqn.evaluate import evaluate_policy
+from rlgen.dqn.networks import build_q_network
+from rlgen.dqn.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
+from rlgen.dqn.schedules import epsilon_at
+from rlgen.envs import get_spec, make_vector_env
+from rlgen.training import (
+    GracefulInterrupt,
+    Precision,
+    ProgressBar,
+    RunLogger,
+    gradient_step,
+    load_checkpoint,
+    make_lr_schedule,
+    make_optimizer,
+    maybe_compile,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    global_step: int
+    eval_mean: float | None
+    eval_std: float | None
+    wall_seconds: float
+    interrupted: bool
+
+
+def td_loss(q_net, target_net, batch: ReplayBatch, config: DQNConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TD loss of a batch; returns (loss, per-sample TD errors, mean Q of the taken actions)."""
+    with torch.no_grad():
+        next_target = target_net(batch.next_obs)  # (B, A)
+        if config.double_q:
+            # Double DQN (van Hasselt et al. 2016): the online net picks, the target net scores.
+            next_actions = q_net(batch.next_obs).argmax(dim=1, keepdim=True)
+            next_values = next_target.gather(1, next_actions).squeeze(1)
+        else:
+            next_values = next_target.max(dim=1).values
+        targets = batch.returns + batch.discounts * next_values  # (B,)
+    q_taken = q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1).float()  # (B,)
+    td_errors = targets - q_taken
+    if config.loss == "huber":
+        per_sample = F.smooth_l1_loss(q_taken, targets, reduction="none")
+    else:
+        per_sample = F.mse_loss(q_taken, targets, reduction="none")
+    loss = (batch.weights * per_sample).mean()
+    return loss, td_errors.detach(), q_taken.detach().mean()
+
+
+def update_target(q_net: torch.nn.Module, target_net: torch.nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        online = list(q_net.parameters())
+        target = list(target_net.parameters())
+        if tau >= 1.0:
+            torch._foreach_copy_(target, online)
+        else:
+            torch._foreach_lerp_(target, online, tau)
+
+
+def train(
+    config: DQNConfig,
+    *,
+    device: str = "auto",
+    logdir: str | Path = "runs",
+    resume: str | Path | None = None,
+    progress: bool = True,
+    run_name: str | None = None,
+) -> TrainResult:
+    """Train a DQN agent as ``config`` says; returns where the run and its checkpoint are."""
+    start_time = time.perf_counter()
+    torch_device = resolve_device(device)
+    seed_everything(config.seed, deterministic=config.deterministic)
+    spec = get_spec(config.env_id)
+    envs = make_vector_env(config.env_id, config.num_envs, seed=config.seed)
+    obs_space, num_actions = envs.single_observation_space, int(envs.single_action_space.n)
+
+    q_net = build_q_network(config, obs_space, num_actions).to(torch_device)
+    target_net = copy.deepcopy(q_net)
+    target_net.requires_grad_(False)
+    optimizer = make_optimizer(
+        config.optimizer, q_net.parameters(), config.learning_rate,
+        weight_decay=config.weight_decay, eps=config.adam_eps,
+    )
+    steps_per_phase = config.gradient_steps if config.gradient_steps > 0 else config.train_freq * config.num_envs
+    total_updates = max(1, (config.total_timesteps - config.learning_starts) // (config.train_freq * config.num_envs)
+                        * steps_per_phase)
+    lr_schedule = make_lr_schedule(
+        optimizer, config.lr_schedule, total_steps=total_updates,
+        warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
+    )
+    precision = Precision(config.precision, torch_device)
+    q_compiled = maybe_compile(q_net, config.compile)
+
+    buffer_kwargs = dict(
+        capacity=config.buffer_size, num_envs=config.num_envs, obs_shape=obs_space.shape,
+        obs_dtype=np.uint8 if obs_space.dtype == np.bool_ else obs_space.dtype,
+        frame_stack=spec.frame_stack, n_step=config.n_step, gamma=config.gamma, device=torch_device,
+    )
+    if config.prioritized:
+        buffer = PrioritizedReplayBuffer(**buffer_kwargs, alpha=config.per_alpha, eps=config.per_eps)
+    else:
+        buffer = ReplayBuffer(**buffer_kwargs)
+    rng = np.random.default_rng(config.seed)
+
+    global_step, update_step = 0, 0
+    if resume is not None:
+        resume = Path(resume)
+        resume = resume / "checkpoint.safetensors" if resume.is_dir() else resume
+        ckpt = load_checkpoint(resume, map_location=torch_device)
+        # A resumed run keeps logging into its own directory.
+        logdir, run_name = resume.parent.parent, resume.parent.name
+        ckpt.load_module("q_net", q_net)
+        ckpt.load_module("target_net", target_net)
+        ckpt.load_optimizer("optimizer", optimizer)
+        lr_schedule.load_state_dict(ckpt.meta["lr_schedule"])
+        global_step, update_step = ckpt.meta["step"], ckpt.meta["update_step"]
+        ckpt.restore_rng()
+        rng.bit_generator.state = ckpt.meta["replay_rng"]
+    logger = RunLogger(logdir, config.env_id, "dqn", config.seed, to_dict(config), run_name=run_name)
+    checkpoint_path = logger.run_dir / "checkpoint.safetensors"
+
+    def save(final: bool = False) -> Path:
+        return save_checkpoint(
+            checkpoint_path,
+            modules={"q_net": q_net, "target_net": target_net},
+            optimizers={"optimizer": optimizer},
+            meta={
+                "algo": "dqn", "config": to_dict(config), "step": global_step,
+                "update_step": update_step, "lr_schedule": lr_schedule.state_dict(),
+                "replay_rng": rng.bit_generator.state, "final": final,
+                "num_actions": num_actions, "obs_shape": list(obs_space.shape),
+                "obs_dtype": str(obs_space.dtype),
+            },
+        )
+
+    obs, _ = envs.reset(seed=config.seed)
+    buffer.start(obs)
+    autoreset = np.zeros(config.num_envs, dtype=bool)
+    recent_returns: list[float] = []
+    loss_sum, q_sum, loss_count = torch.zeros((), device=torch_device), torch.zeros((), device=torch_device), 0
+    next_log = global_step + config.log_interval
+    next_eval = global_step + config.eval_freq if config.eval_freq else None
+    next_ckpt = global_step + config.checkpoint_freq if config.checkpoint_freq else None
+    vector_step = global_step // config.num_envs
+    target_every = max(config.target_update_interval // config.num_envs, 1)
+    sps_time, sps_step = time.perf_counter(), global_step
+    interrupted = False
+
+    bar = ProgressBar(config.total_timesteps, desc=f"dqn {config.env_id}", unit="step", disable=not progress)
+    bar.update(global_step)
+    with GracefulInterrupt() as interrupt:
+        while global_step < config.total_timesteps:
+            # -- act -------------------------------------------------------------------------
+            epsilon = epsilon_at(config, global_step)
+            if epsilon >= 1.0:  # all random: skip the forward pass
+                actions = rng.integers(0, num_actions, size=config.num_envs)
+            else:
+                with torch.inference_mode():
+                    obs_t = torch.as_tensor(obs, device=torch_device)
+                    actions = q_compiled(obs_t).argmax(dim=1).cpu().numpy()
+                explore = rng.random(config.num_envs) < epsilon
+                actions = np.where(explore, rng.integers(0, num_actions, size=config.num_envs), actions)
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            buffer.add(actions, rewards, terminations, truncations, next_obs, autoreset)
+            autoreset = terminations | truncations
+            obs = next_obs
+            global_step += config.num_envs
+            vector_step += 1
+
+            if "episode" in infos:
+                finished = infos["_episode"]
+                for ret, length in zip(infos["episode"]["r"][finished], infos["episode"]["l"][finished]):
+                    logger.scalar("charts/episodic_return", float(ret), global_step)
+                    logger.scalar("charts/episodic_length", int(length), global_step)
+                    recent_returns.append(float(ret))
+                recent_returns = recent_returns[-20:]
+
+            # -- learn -----------------------------------------------------------------------
+            if global_step > config.learning_starts and vector_step % config.train_freq == 0:
+                q_net.train()
+                for _ in range(steps_per_phase):
+                    beta = config.per_beta0 + (1.0 - config.per_beta0) * min(1.0, global_step / config.total_timesteps)
+                    batch = buffer.sample(config.batch_size, rng, beta=beta)
+                    with precision.autocast():
+                        loss, td_errors, q_mean = td_loss(q_compiled, target_net, batch, config)
+                    gradient_step(
+                        loss, optimizer, q_net.parameters(),
+                        max_grad_norm=config.max_grad_norm or None, scaler=precision.scaler,
+                    )
+                    lr_schedule.step()
+                    update_step += 1
+                    if config.prioritized:
+                        buffer.update_priorities(batch.indices, td_errors.float().cpu().numpy())
+                    loss_sum += loss.detach()
+                    q_sum += q_mean
+                    loss_count += 1
+            if vector_step % target_every == 0:
+                update_target(q_net, target_net, config.tau)
+
+            # -- report ----------------------------------------------------------------------
+            if global_step >= next_log:
+                next_log += config.log_interval
+                now = time.perf_counter()
+                sps = (global_step - sps_step) / max(now - sps_time, 1e-9)
+                logger.scalar("charts/SPS", sps, global_step)
+                logger.scalar("charts/epsilon", epsilon, global_step)
+                logger.scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+                if loss_count:
+                    logger.scalar("losses/td_loss", float(loss_sum) / loss_count, global_step)
+                    logger.scalar("losses/q_values", float(q_sum) / loss_count, global_step)
+                    loss_sum.zero_(), q_sum.zero_()
+                    loss_count = 0
+                mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
+                bar.update(0, ret=mean_return, eps=epsilon, sps=sps)
+                sps_time, sps_step = now, global_step
+            if next_eval is not None and global_step >= next_eval:
+                next_eval += config.eval_freq
+                mean, std = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
+                                            seed=config.seed + 10_000, device=torch_device)
+                logger.scalar("eval/episodic_return", mean, global_step)
+            if next_ckpt is not None and global_step >= next_ckpt:
+                next_ckpt += config.checkpoint_freq
+                save()
+            bar.update(config.num_envs)
+            if interrupt.requested:
+                interrupted = True
+                break
+    bar.close()
+    envs.close()
+    checkpoint = save(final=not interrupted)
+    train_seconds = time.perf_counter() - start_time
+
+    eval_mean = eval_std = None
+    if not interrupted and config.eval_episodes > 0:
+        eval_mean, eval_std = evaluate_policy(q_net, config.env_id, config.eval_episodes,
+                                              seed=config.seed + 100_000, device=torch_device)
+        logger.scalar("eval/episodic_return", eval_mean, global_step)
+        logger.scalar("eval/episodic_return_std", eval_std, global_step)
+        if config.capture_video:
+            from rlgen.dqn.video import record_episode
+
+            frames, _ = record_episode(q_net, config.env_id, seed=config.seed, device=torch_device)
+            logger.video("eval/video", frames, global_step, fps=30)
+    logger.hparams_final({"eval/episodic_return": eval_mean if eval_mean is not None else float("nan")})
+    logger.close()
+    return TrainResult(
+        run_dir=logger.run_dir, checkpoint=checkpoint, global_step=global_step, eval_mean=eval_mean,
+        eval_std=eval_std, wall_seconds=train_seconds, interrupted=interrupted,
+    )

@@ -1,0 +1,57 @@
+"""Record greedy episodes as frames, and write them as MP4 or GIF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlgen.envs import get_spec, make_env
+
+
+def record_episode(
+    q_net: torch.nn.Module,
+    env_id: str,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    max_steps: int = 10_000,
+) -> tuple[np.ndarray, float]:
+    """Play one greedy episode with rgb_array rendering; returns (frames (T, H, W, 3) uint8, return)."""
+    # pygame (classic-control rendering) opens an audio device it never uses; keep it quiet.
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = make_env(get_spec(env_id), training=False, render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()]
+    total = 0.0
+    q_net.eval()
+    for _ in range(max_steps):
+        with torch.inference_mode():
+            action = int(q_net(torch.as_tensor(obs[None], device=device)).argmax(dim=1))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        frames.append(env.render())
+        if terminated or truncated:
+            break
+    env.close()
+    return np.stack(frames).astype(np.uint8), total
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 30) -> Path:
+    """Write (T, H, W, 3) uint8 frames; the suffix picks the format (.mp4 or .gif)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ValueError(f"--video {str(path)!r}: use a .mp4 or .gif file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+    else:
+        # Even sizes keep H.264 encoders happy.
+        h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+        imageio.mimsave(path, list(frames[:, :h, :w]), fps=fps, macro_block_size=1)
+    return path
