@@ -1,0 +1,1 @@
+"""Generative models (VAE, WGAN-GP, diffusion) and their evaluation."""
