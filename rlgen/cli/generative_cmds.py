@@ -1,0 +1,156 @@
+"""``rlgen train vae|gan|diffusion`` and ``rlgen sample vae|gan|diffusion``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlgen.cli.common import training_options, user_errors
+from rlgen.errors import UnknownNameError
+
+MODELS = ("vae", "gan", "diffusion")
+
+
+def _model(name: str) -> tuple[type, Any]:
+    """(config class, train function) of a model name, imported only when asked for."""
+    if name == "vae":
+        from rlgen.generative.vae.config import VAEConfig
+        from rlgen.generative.vae.train import train
+
+        return VAEConfig, train
+    if name == "gan":
+        from rlgen.generative.wgan_gp.config import WGANGPConfig
+        from rlgen.generative.wgan_gp.train import train
+
+        return WGANGPConfig, train
+    if name == "diffusion":
+        from rlgen.generative.diffusion.config import DiffusionConfig
+        from rlgen.generative.diffusion.train import train
+
+        return DiffusionConfig, train
+    raise UnknownNameError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def make_config(
+    model: str,
+    data: str | None = None,
+    preset: str | None = None,
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    **fields: Any,
+) -> Any:
+    """The config of ``model``: preset (``agents/<model>.yml``, named after the dataset) < --config < --set < flags."""
+    from rlgen.config import apply_overrides, from_dict, load_yaml, merge
+    from rlgen.presets import get_preset, has_preset
+
+    config_cls, _ = _model(model)
+    name = preset or data or "digits"
+    values = get_preset(model, name) if preset is not None or has_preset(model, name) else {}
+    values["data"] = data or values.get("data") or name
+    if config_file is not None:
+        values = merge(values, load_yaml(config_file))
+    config = from_dict(config_cls, values)
+    config = apply_overrides(config, list(overrides or []))
+    explicit = {key: value for key, value in fields.items() if value is not None}
+    return apply_overrides(config, explicit) if explicit else config
+
+
+@click.command("train")
+@click.argument("model")
+@click.option(
+    "--data", default=None, help="fashion-mnist | mnist | digits | cifar10 | an image folder [default: digits]."
+)
+@click.option(
+    "--preset", default=None, help="Preset name from agents/<model>.yml (default: the one named after --data)."
+)
+@click.option("--steps", type=int, default=None, help="Training steps (generator steps for gan).")
+@click.option("--batch-size", type=int, default=None, help="Images per step.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Look for the dataset here first.")
+@click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@training_options
+@user_errors
+def train(
+    model, data, preset, steps, batch_size, data_dir, resume, quiet, seed, device, logdir, overrides, config_file
+):
+    """Train a generative MODEL: vae, gan (WGAN-GP) or diffusion.
+
+    \b
+    Examples:
+      rlgen train diffusion --data fashion-mnist --steps 20000
+      rlgen train gan --set n_critic=5 --set gp_lambda=10
+      rlgen train vae --resume runs/digits__vae__0__1712345678 --steps 10000
+    """
+    from rlgen.generative.runs import config_from_run, open_run
+
+    config_cls, train_fn = _model(model)
+    if resume is not None:
+        changed = [
+            flag
+            for flag, value in (
+                ("--data", data),
+                ("--preset", preset),
+                ("--batch-size", batch_size),
+                ("--seed", seed),
+                ("--set", overrides),
+                ("--config", config_file),
+            )
+            if value
+        ]
+        if changed:
+            raise ValueError(f"--resume continues a run with its own config; only --steps may change, not {changed[0]}")
+        config = config_from_run(open_run(resume, model), config_cls)
+        if steps is not None:
+            config.steps = steps
+    else:
+        config = make_config(model, data, preset, config_file, list(overrides), seed=seed, steps=steps,
+                             batch_size=batch_size)  # fmt: skip
+    result = train_fn(
+        config, logdir=logdir, device=device, data_dir=data_dir, resume=resume, progress=False if quiet else None
+    )
+    click.echo(f"run: {result.run_dir}")
+    for tag, value in result.metrics.items():
+        click.echo(f"{tag}: {value:.4g}")
+    if result.interrupted:
+        click.echo(f"interrupted at step {result.step:,}; resume with: rlgen train {model} --resume {result.run_dir}")
+        raise SystemExit(130)
+    click.echo(f"sample with: rlgen sample {model} --run {result.run_dir}")
+
+
+@click.command("sample")
+@click.argument("model")
+@click.option(
+    "--run", "run_dir", type=click.Path(), default=None, help="Run directory [default: the latest run of MODEL]."
+)
+@click.option("--logdir", default="runs", show_default=True, help="Where to look for the latest run.")
+@click.option("-n", "num_images", type=int, default=64, show_default=True, help="Number of images.")
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG to write.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--scheduler", default=None, help="diffusion: ddpm | ddim | dpm-solver++ [default: the run's].")
+@click.option("--steps", type=int, default=None, help="diffusion: inference steps [default: the run's].")
+@click.option(
+    "--class", "class_label", type=int, default=None, help="diffusion: class index to draw (conditional runs)."
+)
+@click.option("--guidance", type=float, default=None, help="diffusion: classifier-free guidance weight w.")
+@click.option("--interpolate", is_flag=True, help="vae, gan: rows of latent interpolations.")
+@user_errors
+def sample(model, run_dir, logdir, num_images, out, seed, device, scheduler, steps, class_label, guidance, interpolate):
+    """Write a grid of samples from a trained MODEL (vae, gan or diffusion) to a PNG."""
+    from rlgen.generative.runs import find_latest_run
+    from rlgen.generative.sampling import generate
+    from rlgen.training import resolve_device, save_image_grid
+
+    _model(model)  # unknown names fail here, before any search
+    run = Path(run_dir) if run_dir is not None else find_latest_run(logdir, model)
+    samples = generate(
+        model, run, num_images=num_images, seed=seed, device=resolve_device(device), scheduler=scheduler,
+        steps=steps, class_label=class_label, guidance=guidance, interpolate=interpolate,
+    )  # fmt: skip
+    path = save_image_grid(samples.images, out, nrow=samples.nrow)
+    click.echo(f"wrote {path} ({num_images} {'interpolated ' if interpolate else ''}samples from {run})")
+
+
+COMMANDS = [train, sample]

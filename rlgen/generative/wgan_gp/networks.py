@@ -1,0 +1,56 @@
+"""DCGAN-style generator and critic (Radford et al., 2016), the critic without batch norm."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from rlgen.generative.vae.networks import ConvDecoder
+
+
+class Generator(nn.Module):
+    """z ~ N(0, I) of shape (B, Z) -> images (B, C, H, W) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels: list[int]) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.decoder = ConvDecoder(latent_dim, image_shape, channels, batch_norm=True)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.decoder(z))
+
+
+class Critic(nn.Module):
+    """Images (B, C, H, W) -> scores (B,); strided convs halve the side at each level.
+
+    No batch norm: it couples the examples of a batch, and the gradient penalty is
+    defined per example (Gulrajani et al., 2017, section 4). ``norm="layer"`` is the
+    paper's suggested drop-in (GroupNorm with one group normalises over C, H, W).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], norm: str = "none") -> None:
+        super().__init__()
+        c, h, w = image_shape
+        factor = 2 ** (len(channels) - 1)
+        if h % factor or w % factor:
+            raise ValueError(
+                f"a critic with {len(channels)} channel levels {channels} needs image sides divisible by "
+                f"{factor}; got {h}x{w}. Use fewer levels or set image_size"
+            )
+        if norm not in ("none", "layer"):
+            raise ValueError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
+        layers: list[nn.Module] = [nn.Conv2d(c, channels[0], kernel_size=3, padding=1), nn.LeakyReLU(0.2)]
+        for c_in, c_out in itertools.pairwise(channels):
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                nn.GroupNorm(1, c_out) if norm == "layer" else nn.Identity(),
+                nn.LeakyReLU(0.2),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels[-1] * (h // factor) * (w // factor), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)  # (B, C_last, H/f, W/f)
+        return self.head(features.flatten(1)).squeeze(-1)  # (B,)
