@@ -71,6 +71,10 @@ class DQNConfig:
     log_interval: int = _help("Environment steps between loss/Q-value scalars.", default=1_000)
     capture_video: bool = _help("Record an evaluation episode video into TensorBoard at the end.", default=False)
     deterministic: bool = _help("torch deterministic algorithms (slower on GPU).", default=False)
+    cpu_threads: int = _help(
+        "Torch CPU threads; 0 = 1 for MLP backbones (tiny matmuls lose to threading overhead), "
+        "torch's default otherwise.", default=0,
+    )
 
     def validate(self) -> None:
         positive = ["total_timesteps", "num_envs", "buffer_size", "batch_size", "n_step", "train_freq",

@@ -52,22 +52,27 @@ class TrainResult:
 
 def td_loss(q_net, target_net, batch: ReplayBatch, config: DQNConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """TD loss of a batch; returns (loss, per-sample TD errors, mean Q of the taken actions)."""
+    batch_size = batch.actions.shape[0]
     with torch.no_grad():
         next_target = target_net(batch.next_obs)  # (B, A)
-        if config.double_q:
-            # Double DQN (van Hasselt et al. 2016): the online net picks, the target net scores.
-            next_actions = q_net(batch.next_obs).argmax(dim=1, keepdim=True)
-            next_values = next_target.gather(1, next_actions).squeeze(1)
-        else:
-            next_values = next_target.max(dim=1).values
-        targets = batch.returns + batch.discounts * next_values  # (B,)
-    q_taken = q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1).float()  # (B,)
+    if config.double_q:
+        # Double DQN (van Hasselt et al. 2016): the online net picks the next action, the
+        # target net scores it. One forward over [obs; next_obs] halves the per-update
+        # kernel launches, which dominate for small networks.
+        q_both = q_net(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
+        q_all, next_online = q_both[:batch_size], q_both[batch_size:].detach()
+        next_values = next_target.gather(1, next_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    else:
+        q_all = q_net(batch.obs)  # (B, A)
+        next_values = next_target.max(dim=1).values
+    targets = (batch.returns + batch.discounts * next_values).float()  # (B,)
+    q_taken = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1).float()  # (B,)
     td_errors = targets - q_taken
     if config.loss == "huber":
         per_sample = F.smooth_l1_loss(q_taken, targets, reduction="none")
     else:
         per_sample = F.mse_loss(q_taken, targets, reduction="none")
-    loss = (batch.weights * per_sample).mean()
+    loss = (batch.weights * per_sample).mean() if config.prioritized else per_sample.mean()
     return loss, td_errors.detach(), q_taken.detach().mean()
 
 
@@ -93,6 +98,18 @@ def train(
     """Train a DQN agent as ``config`` says; returns where the run and its checkpoint are."""
     start_time = time.perf_counter()
     torch_device = resolve_device(device)
+    threads_before = torch.get_num_threads()
+    if torch_device.type == "cpu":
+        threads = config.cpu_threads or (1 if config.backbone.kind == "mlp" else threads_before)
+        torch.set_num_threads(threads)
+    try:
+        return _train(config, torch_device, logdir, resume, progress, run_name, start_time)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, resume: str | Path | None,
+           progress: bool, run_name: str | None, start_time: float) -> TrainResult:
     seed_everything(config.seed, deterministic=config.deterministic)
     spec = get_spec(config.env_id)
     envs = make_vector_env(config.env_id, config.num_envs, seed=config.seed)
