@@ -68,12 +68,26 @@ def make_config(
 @click.option("--steps", type=int, default=None, help="Training steps (generator steps for gan).")
 @click.option("--batch-size", type=int, default=None, help="Images per step.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Look for the dataset here first.")
+@click.option("--download", is_flag=True, help="Download the dataset if it is not found (needs internet).")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @training_options
 @user_errors
 def train(
-    model, data, preset, steps, batch_size, data_dir, resume, quiet, seed, device, logdir, overrides, config_file
+    model,
+    data,
+    preset,
+    steps,
+    batch_size,
+    data_dir,
+    download,
+    resume,
+    quiet,
+    seed,
+    device,
+    logdir,
+    overrides,
+    config_file,
 ):
     """Train a generative MODEL: vae, gan (WGAN-GP) or diffusion.
 
@@ -108,7 +122,13 @@ def train(
         config = make_config(model, data, preset, config_file, list(overrides), seed=seed, steps=steps,
                              batch_size=batch_size)  # fmt: skip
     result = train_fn(
-        config, logdir=logdir, device=device, data_dir=data_dir, resume=resume, progress=False if quiet else None
+        config,
+        logdir=logdir,
+        device=device,
+        data_dir=data_dir,
+        download=download,
+        resume=resume,
+        progress=False if quiet else None,
     )
     click.echo(f"run: {result.run_dir}")
     for tag, value in result.metrics.items():

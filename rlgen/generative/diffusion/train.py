@@ -50,13 +50,16 @@ def train(
     logdir: str | Path = "runs",
     device: str = "auto",
     data_dir: str | None = None,
+    download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train a denoiser; writes TensorBoard logs, ``checkpoint.safetensors`` and the scheduler config."""
     torch_device = resolve_device(device)
     seed_everything(config.seed)
-    train_set = load_dataset(config.data, "train", data_dir=data_dir, image_size=config.image_size or None)
+    train_set = load_dataset(
+        config.data, "train", data_dir=data_dir, download=download, image_size=config.image_size or None
+    )
     data = dataset_meta(train_set)
     image_shape = tuple(data["image_shape"])
     num_classes = data["num_classes"] if config.class_conditional else 0

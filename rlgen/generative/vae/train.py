@@ -54,7 +54,9 @@ def evaluate(model: VAE, config: VAEConfig, images: torch.Tensor, data_dir: str 
         # Noise from our own generator, so that evaluating leaves the training RNG (and a resume) untouched.
         mu, logvar = model.encode(x)
         z = mu + torch.randn(mu.shape, generator=generator).to(mu.device) * torch.exp(0.5 * logvar)
-        elbos.append(elbo(x, model.decode(z).float(), mu.float(), logvar.float(), config.likelihood, model.log_scale).elbo)
+        elbos.append(
+            elbo(x, model.decode(z).float(), mu.float(), logvar.float(), config.likelihood, model.log_scale).elbo
+        )
         nlls.append(
             importance_sampled_nll(
                 x, model.encode, model.decode, config.likelihood, model.log_scale, config.nll_samples, generator
@@ -75,6 +77,7 @@ def train(
     logdir: str | Path = "runs",
     device: str = "auto",
     data_dir: str | None = None,
+    download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
@@ -82,7 +85,7 @@ def train(
     torch_device = resolve_device(device)
     seed_everything(config.seed)
     image_size = config.image_size or None
-    train_set = load_dataset(config.data, "train", data_dir=data_dir, image_size=image_size)
+    train_set = load_dataset(config.data, "train", data_dir=data_dir, download=download, image_size=image_size)
     test_images = load_dataset(config.data, "test", data_dir=data_dir, image_size=image_size).images
     test_images = test_images[: config.eval_images].to(torch_device)
     data = dataset_meta(train_set)

@@ -45,13 +45,16 @@ def train(
     logdir: str | Path = "runs",
     device: str = "auto",
     data_dir: str | None = None,
+    download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train a WGAN-GP; writes TensorBoard logs and ``checkpoint.safetensors`` into a new (or the resumed) run dir."""
     torch_device = resolve_device(device)
     seed_everything(config.seed)
-    train_set = load_dataset(config.data, "train", data_dir=data_dir, image_size=config.image_size or None)
+    train_set = load_dataset(
+        config.data, "train", data_dir=data_dir, download=download, image_size=config.image_size or None
+    )
     data = dataset_meta(train_set)
     image_shape = tuple(data["image_shape"])
 
