@@ -67,6 +67,10 @@ class DQNConfig:
     eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
     eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)
     eval_during_episodes: int = _help("Episodes per evaluation during training.", default=10)
+    save_replay: bool = _help(
+        "Save the replay buffer beside each checkpoint (replay.safetensors) so --resume is exact; "
+        "turn off for huge image buffers.", default=True,
+    )
     checkpoint_freq: int = _help("Environment steps between checkpoints; 0 = at the end only.", default=0)
     log_interval: int = _help("Environment steps between loss/Q-value scalars.", default=1_000)
     capture_video: bool = _help("Record an evaluation episode video into TensorBoard at the end.", default=False)
@@ -74,6 +78,26 @@ class DQNConfig:
     cpu_threads: int = _help(
         "Torch CPU threads; 0 = 1 for MLP backbones (tiny matmuls lose to threading overhead), "
         "torch's default otherwise.", default=0,
+    )
+    # Memory: recurrent (lstm / gru) and transformer Q-networks, rlgen.dqn.recurrent_train
+    sequence_length: int = _help(
+        "Recurrent/transformer DQN: trained steps per sampled chunk (after the burn-in).", default=16
+    )
+    burn_in: int = _help(
+        "Recurrent DQN: chunk steps that only warm up the LSTM/GRU state, without loss or gradient "
+        "(R2D2); the transformer uses context_length - 1 context steps instead.", default=8,
+    )
+    store_state: bool = _help(
+        "Recurrent DQN: start each chunk from the LSTM/GRU state stored while acting (R2D2) "
+        "instead of zeros.", default=True,
+    )
+    context_length: int = _help(
+        "Transformer DQN: observations (the newest included) that each Q-value attends over, "
+        "under a causal mask, never reaching back past the episode start.", default=16,
+    )
+    per_eta: float = _help(
+        "Recurrent/transformer DQN, prioritized replay: a chunk's priority is "
+        "eta * max |TD| + (1 - eta) * mean |TD| over its trained steps (R2D2).", default=0.9,
     )
 
     def validate(self) -> None:

@@ -15,10 +15,14 @@ stream of frames) but marked invalid, so it is never sampled as a transition.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from rlgen.dqn.sum_tree import SumTree
 
@@ -92,6 +96,13 @@ class ReplayBuffer:
 
     def _newest_frame(self, obs: np.ndarray) -> np.ndarray:
         return obs[:, -1] if self.frame_stack > 1 else obs
+
+    def skip_slot(self) -> None:
+        """Move to a fresh slot, e.g. after a resume, when the environments restart their episodes."""
+        self.pos = (self.pos + 1) % self.size
+        self.full = self.full or self.pos == 0
+        self.valid[self.pos] = False
+        self._on_overwrite(self.pos)
 
     def start(self, obs: np.ndarray) -> None:
         """Store the observations of the first reset, (num_envs, *obs_shape)."""
@@ -215,6 +226,41 @@ class ReplayBuffer:
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """Uniform replay keeps no priorities."""
 
+    # -- saving ----------------------------------------------------------------------------
+
+    _ARRAYS = ("frames", "actions", "rewards", "terminations", "dones", "valid", "link")
+
+    def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Arrays and scalar metadata that restore this buffer exactly (for resuming)."""
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        meta = {"pos": str(self.pos), "full": str(int(self.full)), "size": str(self.size),
+                "num_envs": str(self.num_envs), "kind": type(self).__name__}
+        return arrays, meta
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        if int(meta["size"]) != self.size or int(meta["num_envs"]) != self.num_envs:
+            raise ValueError(
+                f"saved replay has {meta['size']} slots x {meta['num_envs']} envs; this run has "
+                f"{self.size} x {self.num_envs}: resume with the run's own buffer_size and num_envs"
+            )
+        for name in self._ARRAYS:
+            getattr(self, name)[...] = arrays[name]
+        self.pos, self.full = int(meta["pos"]), bool(int(meta["full"]))
+
+    def save(self, path: Path) -> Path:
+        """Write the buffer to ``path`` (safetensors), atomically."""
+        arrays, meta = self.state_arrays()
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: Path) -> None:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata()
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+        self.load_state_arrays(arrays, meta)
+
 
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritized replay (Schaul et al. 2016) on a sum tree.
@@ -251,6 +297,19 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         weights = (count * probs) ** (-beta)
         weights = (weights / weights.max()).astype(np.float32)
         return self._gather(flat, weights)
+
+    def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        arrays, meta = super().state_arrays()
+        arrays["tree"] = self.tree.nodes
+        meta["max_priority"] = repr(self.max_priority)
+        return arrays, meta
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        super().load_state_arrays(arrays, meta)
+        if "tree" not in arrays:
+            raise ValueError("saved replay has no priorities: resume with prioritized=false")
+        self.tree.nodes[...] = arrays["tree"]
+        self.max_priority = float(meta["max_priority"])
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         priorities = (np.abs(td_errors) + self.eps) ** self.alpha

@@ -134,7 +134,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
 
     buffer_kwargs = dict(
         capacity=config.buffer_size, num_envs=config.num_envs, obs_shape=obs_space.shape,
-        obs_dtype=np.uint8 if obs_space.dtype == np.bool_ else obs_space.dtype,
+        obs_dtype=obs_space.dtype,
         frame_stack=spec.frame_stack, n_step=config.n_step, gamma=config.gamma, device=torch_device,
     )
     if config.prioritized:
@@ -161,6 +161,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     checkpoint_path = logger.run_dir / "checkpoint.safetensors"
 
     def save(final: bool = False) -> Path:
+        if config.save_replay:
+            buffer.save(checkpoint_path.with_name("replay.safetensors"))
         return save_checkpoint(
             checkpoint_path,
             modules={"q_net": q_net, "target_net": target_net},
@@ -174,7 +176,15 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
             },
         )
 
-    obs, _ = envs.reset(seed=config.seed)
+    # After a resume the environments start new episodes; the buffer continues.
+    learn_after = config.learning_starts
+    replay_file = checkpoint_path.with_name("replay.safetensors")
+    if resume is not None and replay_file.exists():
+        buffer.load(replay_file)
+        buffer.skip_slot()
+    elif resume is not None:
+        learn_after = global_step + config.learning_starts  # refill an empty buffer first
+    obs, _ = envs.reset(seed=config.seed + global_step)
     buffer.start(obs)
     autoreset = np.zeros(config.num_envs, dtype=bool)
     recent_returns: list[float] = []
@@ -217,7 +227,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                 recent_returns = recent_returns[-20:]
 
             # -- learn -----------------------------------------------------------------------
-            if global_step > config.learning_starts and vector_step % config.train_freq == 0:
+            if global_step > learn_after and vector_step % config.train_freq == 0:
                 q_net.train()
                 for _ in range(steps_per_phase):
                     beta = config.per_beta0 + (1.0 - config.per_beta0) * min(1.0, global_step / config.total_timesteps)

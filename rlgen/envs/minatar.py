@@ -14,16 +14,19 @@ _PALETTE = np.array(
 
 
 class MinAtarObservation(gym.ObservationWrapper):
-    """(10, 10, C) bool grids -> (C, 10, 10) uint8 in {0, 1}, channel-first for the CNN."""
+    """(10, 10, C) bool grids -> (C, 10, 10) bool, channel-first for the CNN.
+
+    They stay bool (not uint8) because rlgen's CNNs read uint8 as pixels and divide by 255.
+    """
 
     def __init__(self, env: gym.Env, render_mode: str | None = None):
         super().__init__(env)
         self._render_mode = render_mode
         h, w, c = env.observation_space.shape
-        self.observation_space = gym.spaces.Box(0, 1, shape=(c, h, w), dtype=np.uint8)
+        self.observation_space = gym.spaces.Box(0, 1, shape=(c, h, w), dtype=np.bool_)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.uint8)
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)), dtype=np.bool_)
 
     @property
     def render_mode(self) -> str | None:
