@@ -20,6 +20,7 @@ from rlgen.config import apply_overrides, from_dict, load_yaml, merge, nest_over
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.networks import QNetwork, build_q_network
+from rlgen.dqn.recurrent_networks import build_sequence_q_network, is_sequence_config
 from rlgen.envs import get_spec
 from rlgen.errors import CheckpointError
 from rlgen.presets import get_preset, has_preset
@@ -39,7 +40,8 @@ def make_config(
     spec = get_spec(env_id)  # unknown ids fail here, with suggestions
     if preset is not None or has_preset("dqn", env_id):
         data = get_preset("dqn", preset or env_id)
-        preset_env = data.get("env_id", env_id)
+        # A preset named like an env id belongs to that env.
+        preset_env = data.get("env_id", preset if preset is not None else env_id)
         if preset is not None and preset_env != env_id:
             raise ValueError(f"preset {preset!r} is for {preset_env}, not {env_id}")
     else:
@@ -50,6 +52,8 @@ def make_config(
     data["env_id"] = env_id
     if overrides:
         pairs = dict(overrides) if isinstance(overrides, dict) else dict(parse_override(o) for o in overrides)
+        if isinstance(pairs.get("backbone"), str):  # --set backbone=lstm names the kind
+            pairs["backbone.kind"] = pairs.pop("backbone")
         if "env_id" in pairs:
             raise ValueError("env_id cannot be --set; give it as the ENV_ID argument")
         data = merge(data, nest_overrides(pairs))
@@ -67,15 +71,14 @@ class DQNAgent:
         self.device = torch.device(device)
         self.run_dir = run_dir
         self.last_result = None
+        self._actor = None  # memory agents: the SequenceActor behind predict()
 
     @classmethod
     def train(cls, env_id: str, preset: str | None = None, *, device: str = "auto", logdir: str | Path = "runs",
               progress: bool = False, overrides: list[str] | dict[str, Any] | None = None, **fields: Any) -> DQNAgent:
         """Train from a preset plus field overrides (``total_timesteps=10_000``...)."""
-        from rlgen.dqn.train import train
-
         config = make_config(env_id, preset, overrides=overrides, **fields)
-        result = train(config, device=device, logdir=logdir, progress=progress)
+        result = train_function(config)(config, device=device, logdir=logdir, progress=progress)
         agent = cls.load(result.checkpoint, device=device)
         agent.last_result = result
         return agent
@@ -89,31 +92,77 @@ class DQNAgent:
             raise CheckpointError(f"{path} is a {ckpt.meta.get('algo')!r} checkpoint, not a DQN one")
         config = from_dict(DQNConfig, ckpt.meta["config"])
         obs_space = gym.spaces.Box(0, 1, shape=tuple(ckpt.meta["obs_shape"]), dtype=np.dtype(ckpt.meta["obs_dtype"]))
-        q_net = build_q_network(config, obs_space, int(ckpt.meta["num_actions"]))
+        build = build_sequence_q_network if is_sequence_config(config) else build_q_network
+        q_net = build(config, obs_space, int(ckpt.meta["num_actions"]))
         ckpt.load_module("q_net", q_net)
         torch_device = resolve_device(device)
         return cls(config, q_net, obs_space, torch_device, run_dir=path.parent)
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True, epsilon: float = 0.05) -> np.ndarray:
-        """Greedy actions for a batch (B, *obs_shape) or one observation; epsilon-greedy otherwise."""
+    def predict(self, obs: np.ndarray, deterministic: bool = True, epsilon: float = 0.05,
+                episode_start: np.ndarray | bool | None = None) -> np.ndarray:
+        """Greedy actions for a batch (B, *obs_shape) or one observation; epsilon-greedy otherwise.
+
+        Agents with memory (lstm / gru / transformer) remember earlier calls: pass
+        ``episode_start`` (bool, or (B,) bools) True for an episode's first observation,
+        or call ``reset()`` between episodes. A new batch size starts afresh.
+        """
         obs = np.asarray(obs)
         single = obs.shape == self.obs_space.shape
         batch = obs[None] if single else obs
-        with torch.inference_mode():
-            actions = self.q_net(torch.as_tensor(batch, device=self.device)).argmax(dim=1).cpu().numpy()
+        if self.is_sequence:
+            actions = self._sequence_q(batch, episode_start).argmax(dim=1).cpu().numpy()
+        else:
+            with torch.inference_mode():
+                actions = self.q_net(torch.as_tensor(batch, device=self.device)).argmax(dim=1).cpu().numpy()
         if not deterministic:
             explore = np.random.random(len(actions)) < epsilon
             actions = np.where(explore, np.random.randint(self.num_actions, size=len(actions)), actions)
         return actions[0] if single else actions
 
     @property
+    def is_sequence(self) -> bool:
+        """True for Q-networks with memory (lstm / gru / transformer backbones)."""
+        return is_sequence_config(self.config)
+
+    def reset(self) -> None:
+        """Forget what a memory agent saw in earlier ``predict`` calls (no-op for feed-forward agents)."""
+        self._actor = None
+
+    def _sequence_q(self, batch: np.ndarray, episode_start: np.ndarray | bool | None) -> torch.Tensor:
+        from rlgen.dqn.recurrent_acting import SequenceActor
+
+        actor = self._actor
+        fresh = actor is None or actor.num_envs != len(batch)
+        if fresh:
+            actor = self._actor = SequenceActor(self.q_net, len(batch), self.device)
+        starts = np.broadcast_to(np.asarray(fresh if episode_start is None else episode_start, dtype=bool),
+                                 (len(batch),))
+        return actor.step(batch, starts | fresh)
+
+    @property
     def num_actions(self) -> int:
+        if self.is_sequence:
+            return self.q_net.num_actions
         head = self.q_net.advantage if self.q_net.dueling else self.q_net.q
         return head.out_features
 
-    def evaluate(self, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
-        """Mean and std of the greedy return over ``episodes`` episodes."""
-        return evaluate_policy(self.q_net, self.config.env_id, episodes, seed=seed, device=self.device)
+    def evaluate(self, episodes: int = 100, seed: int = 0, epsilon: float = 0.0) -> tuple[float, float]:
+        """Mean and std of the greedy (or epsilon-greedy) return over ``episodes`` episodes."""
+        if self.is_sequence:
+            from rlgen.dqn.recurrent_acting import evaluate_sequence_policy
+
+            return evaluate_sequence_policy(self.q_net, self.config.env_id, episodes, seed=seed,
+                                            device=self.device, epsilon=epsilon)
+        return evaluate_policy(self.q_net, self.config.env_id, episodes, seed=seed, device=self.device,
+                               epsilon=epsilon)
+
+    def record_episode(self, seed: int = 0) -> tuple[np.ndarray, float]:
+        """One greedy episode rendered as frames (T, H, W, 3) uint8, and its return."""
+        if self.is_sequence:
+            from rlgen.dqn.recurrent_acting import record_sequence_episode as record
+        else:
+            from rlgen.dqn.video import record_episode as record
+        return record(self.q_net, self.config.env_id, seed=seed, device=self.device)
 
     def save(self, path: str | Path) -> Path:
         """Write the Q-network and config (safetensors + JSON header) to ``path``."""
@@ -123,6 +172,16 @@ class DQNAgent:
                   "num_actions": self.num_actions, "obs_shape": list(self.obs_space.shape),
                   "obs_dtype": str(self.obs_space.dtype)},
         )
+
+
+def train_function(config: DQNConfig):
+    """The training loop for ``config``: ``rlgen.dqn.recurrent_train.train`` for Q-networks with
+    memory (lstm / gru / transformer backbones), ``rlgen.dqn.train.train`` otherwise."""
+    if is_sequence_config(config):
+        from rlgen.dqn.recurrent_train import train
+    else:
+        from rlgen.dqn.train import train
+    return train
 
 
 def checkpoint_path(path: str | Path) -> Path:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlgen.backbones import MLP
 from rlgen.envs import make_vector_env
+from rlgen.training import torch_threads
 
 
 def evaluate_policy(
@@ -26,6 +28,12 @@ def evaluate_policy(
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
+    small = isinstance(getattr(q_net, "backbone", None), MLP) and torch.device(device).type == "cpu"
+    with torch_threads(1 if small else None):
+        return _evaluate(q_net, env_id, episodes, seed, device, epsilon, max_envs)
+
+
+def _evaluate(q_net, env_id, episodes, seed, device, epsilon, max_envs) -> tuple[float, float]:
     num_envs = min(episodes, max_envs)
     envs = make_vector_env(env_id, num_envs, seed=seed, training=False)
     rng = np.random.default_rng(seed)

@@ -36,6 +36,7 @@ from rlgen.training import (
     resolve_device,
     save_checkpoint,
     seed_everything,
+    torch_threads,
 )
 
 
@@ -98,14 +99,15 @@ def train(
     """Train a DQN agent as ``config`` says; returns where the run and its checkpoint are."""
     start_time = time.perf_counter()
     torch_device = resolve_device(device)
-    threads_before = torch.get_num_threads()
-    if torch_device.type == "cpu":
-        threads = config.cpu_threads or (1 if config.backbone.kind == "mlp" else threads_before)
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(cpu_threads(config, torch_device)):
         return _train(config, torch_device, logdir, resume, progress, run_name, start_time)
-    finally:
-        torch.set_num_threads(threads_before)
+
+
+def cpu_threads(config: DQNConfig, device: torch.device) -> int | None:
+    """Torch CPU threads for this run: 1 for MLPs (tiny matmuls only contend), else torch's choice."""
+    if device.type != "cpu":
+        return None
+    return config.cpu_threads or (1 if config.backbone.kind == "mlp" else None)
 
 
 def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, resume: str | Path | None,

@@ -4,7 +4,7 @@ Algorithms write their own loops and import these pieces from here.
 """
 
 from rlgen.training.checkpoint import Checkpoint, checkpoint_info, load_checkpoint, save_checkpoint
-from rlgen.training.device import resolve_device, seed_everything
+from rlgen.training.device import resolve_device, seed_everything, torch_threads
 from rlgen.training.ema import EMA
 from rlgen.training.interrupt import GracefulInterrupt
 from rlgen.training.logger import RunLogger, make_grid, save_image_grid
@@ -30,4 +30,5 @@ __all__ = [
     "save_checkpoint",
     "save_image_grid",
     "seed_everything",
+    "torch_threads",
 ]
