@@ -22,8 +22,7 @@ def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device
     """Train a DQN agent on ENV_ID (e.g. CartPole-v1, MinAtar/Breakout-v1, ALE/Pong-v5)."""
     from rlgen.config import from_dict
     from rlgen.dqn import DQNConfig, make_config
-    from rlgen.dqn.agent import checkpoint_path
-    from rlgen.dqn.train import train
+    from rlgen.dqn.agent import checkpoint_path, train_function
     from rlgen.training import load_checkpoint
 
     if resume is not None:
@@ -40,7 +39,7 @@ def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device
             env_id, preset, config_file=config_file, overrides=list(overrides),
             seed=seed, total_timesteps=total_steps, num_envs=num_envs,
         )
-    result = train(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
+    result = train_function(config)(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
     click.echo(f"run: {result.run_dir}")
     if result.interrupted:
         click.echo(f"interrupted at step {result.global_step:,}: checkpoint saved to {result.checkpoint}")
@@ -64,11 +63,9 @@ def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device
 def eval_cmd(run, episodes, epsilon, seed, device):
     """Evaluate a trained agent (RUN: a run directory or a checkpoint file)."""
     from rlgen.dqn import DQNAgent
-    from rlgen.dqn.evaluate import evaluate_policy
 
     agent = DQNAgent.load(run, device=device)
-    mean, std = evaluate_policy(agent.q_net, agent.config.env_id, episodes, seed=seed,
-                                device=agent.device, epsilon=epsilon)
+    mean, std = agent.evaluate(episodes, seed=seed, epsilon=epsilon)
     click.echo(f"{agent.config.env_id}: mean return {mean:.2f} +/- {std:.2f} over {episodes} episodes")
 
 
@@ -85,7 +82,7 @@ def enjoy(run, video, episodes, fps, seed, device):
     import numpy as np
 
     from rlgen.dqn import DQNAgent
-    from rlgen.dqn.video import record_episode, write_video
+    from rlgen.dqn.video import write_video
 
     agent = DQNAgent.load(run, device=device)
     if video is None:
@@ -93,7 +90,7 @@ def enjoy(run, video, episodes, fps, seed, device):
         return
     clips, returns = [], []
     for i in range(episodes):
-        frames, ret = record_episode(agent.q_net, agent.config.env_id, seed=seed + i, device=agent.device)
+        frames, ret = agent.record_episode(seed=seed + i)
         clips.append(frames)
         returns.append(ret)
     path = write_video(np.concatenate(clips), video, fps=fps)
@@ -119,6 +116,7 @@ def _watch(agent, episodes: int, seed: int) -> None:
     env = make_env(get_spec(agent.config.env_id), training=False, render_mode="human")
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
+        agent.reset()  # agents with memory start each episode afresh
         done, total = False, 0.0
         while not done:
             obs, reward, terminated, truncated, _ = env.step(int(agent.predict(obs)))

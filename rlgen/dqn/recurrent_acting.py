@@ -2,11 +2,10 @@
 
 Gymnasium 1.x vector envs autoreset on the *next* step: the step after a
 ``terminated``/``truncated`` one ignores its action and returns the first
-observation of a new episode. ``SequenceActor.step`` is therefore told which
-copies start an episode with the observation it is given (the copies that
-were done one step earlier), and zeroes their memory before that observation
-is processed. The trainer, the evaluator, ``DQNAgent.predict`` and video
-recording all act through it.
+observation of a new episode. ``SequenceActor`` follows the done flags it is
+shown and zeroes a copy's memory before that first observation is processed.
+The trainer, the evaluator, ``DQNAgent.predict`` and video recording all act
+through it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,12 @@ from rlgen.envs import get_spec, make_env, make_vector_env
 
 
 class SequenceActor:
-    """Greedy Q-values for N env copies, one vector step at a time.
+    """Greedy Q-values for N env copies, one vector step at a time, with each copy's memory.
+
+    In a vector-env loop call ``step(obs)`` before ``envs.step`` and
+    ``observe(terminations, truncations)`` after it: the actor then knows which
+    copies' next observation starts an episode (those that were done one step
+    earlier, under next-step autoreset) and clears their memory first.
 
     Args:
         q_net: a recurrent or transformer Q-network.
@@ -33,19 +37,33 @@ class SequenceActor:
         self.q_net = q_net
         self.num_envs = num_envs
         self.device = torch.device(device)
-        self.memory = q_net.initial_memory(num_envs, self.device)
+        self.reset()
 
     def reset(self) -> None:
-        """Forget every copy's memory."""
+        """Forget every copy's memory; the next observations start episodes."""
         self.memory = self.q_net.initial_memory(self.num_envs, self.device)
+        self.starts = np.ones(self.num_envs, dtype=bool)  # the next obs starts an episode
+        self.autoreset = np.zeros(self.num_envs, dtype=bool)  # the next env step only resets
 
     @torch.inference_mode()
-    def step(self, obs: np.ndarray, starts: np.ndarray) -> torch.Tensor:
-        """Q-values (N, A) for observations (N, *obs); ``starts`` (N,) bool marks new episodes."""
+    def step(self, obs: np.ndarray, starts: np.ndarray | None = None) -> torch.Tensor:
+        """Q-values (N, A) for observations (N, *obs).
+
+        Args:
+            starts: (N,) bool, True where ``obs`` is an episode's first; None = what
+                ``observe`` worked out.
+        """
+        starts = self.starts if starts is None else np.asarray(starts, dtype=bool)
         obs_t = torch.as_tensor(obs, device=self.device)
         starts_t = torch.as_tensor(starts, dtype=torch.bool, device=self.device)
         q, self.memory = self.q_net.act(obs_t, self.memory, starts_t)
         return q
+
+    def observe(self, terminations: np.ndarray, truncations: np.ndarray) -> None:
+        """Take in what ``envs.step`` said: copies done now give a final observation next,
+        then (one step later, the autoreset step) the first observation of a new episode."""
+        self.starts = self.autoreset
+        self.autoreset = np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool)
 
     def packed_state(self) -> np.ndarray | None:
         """The recurrent state each copy carries into its next step, (N, state_dim); None for transformers."""
@@ -83,15 +101,13 @@ def evaluate_sequence_policy(
     actor = SequenceActor(q_net, num_envs, device)
     num_actions = int(envs.single_action_space.n)
     obs, _ = envs.reset(seed=seed)
-    starts = np.ones(num_envs, dtype=bool)  # obs starts an episode
-    autoreset = np.zeros(num_envs, dtype=bool)  # the next step only resets (after an episode's end)
     while (done_count < quota).any():
-        actions = actor.step(obs, starts).argmax(dim=1).cpu().numpy()
+        actions = actor.step(obs).argmax(dim=1).cpu().numpy()
         if epsilon > 0:
             explore = rng.random(num_envs) < epsilon
             actions = np.where(explore, rng.integers(0, num_actions, size=num_envs), actions)
         obs, _, terminations, truncations, infos = envs.step(actions)
-        starts, autoreset = autoreset, terminations | truncations
+        actor.observe(terminations, truncations)
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
                 if done_count[i] < quota[i]:
@@ -116,10 +132,10 @@ def record_sequence_episode(
     actor = SequenceActor(q_net, 1, device)
     q_net.eval()
     obs, _ = env.reset(seed=seed)
-    frames, total, start = [env.render()], 0.0, True
+    frames, total = [env.render()], 0.0
     for _ in range(max_steps):
-        action = int(actor.step(obs[None], np.array([start])).argmax(dim=1))
-        start = False
+        action = int(actor.step(obs[None]).argmax(dim=1))
+        actor.observe(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         frames.append(env.render())

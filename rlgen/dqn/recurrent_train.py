@@ -220,11 +220,9 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
 
     # The buffer needs whole chunks before it can be sampled, whatever learning_starts says.
     learn_after = global_step + max(config.learning_starts, 2 * buffer.chunk_length * config.num_envs)
-    actor = SequenceActor(q_net, config.num_envs, torch_device)
+    actor = SequenceActor(q_net, config.num_envs, torch_device)  # clears a copy's memory at its episode starts
     obs, _ = envs.reset(seed=config.seed + global_step)
-    starts = np.ones(config.num_envs, dtype=bool)  # obs starts an episode: the actor clears memory
     buffer.start(obs, actor.packed_state() if store_state else None)
-    autoreset = np.zeros(config.num_envs, dtype=bool)  # the next step only resets (after an episode's end)
     recent_returns: list[float] = []
     loss_sum, q_sum, loss_count = torch.zeros((), device=torch_device), torch.zeros((), device=torch_device), 0
     next_log = global_step + config.log_interval
@@ -243,13 +241,13 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
             # -- act: the forward pass runs even for random actions, to keep the memory current --
             epsilon = epsilon_at(config, global_step)
             q_net.eval()
-            actions = actor.step(obs, starts).argmax(dim=1).cpu().numpy()
+            actions = actor.step(obs).argmax(dim=1).cpu().numpy()
             explore = rng.random(config.num_envs) < epsilon
             actions = np.where(explore, rng.integers(0, num_actions, size=config.num_envs), actions)
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            buffer.add(actions, rewards, terminations, truncations, next_obs, autoreset,
+            buffer.add(actions, rewards, terminations, truncations, next_obs, actor.autoreset,
                        actor.packed_state() if store_state else None)
-            starts, autoreset = autoreset, terminations | truncations
+            actor.observe(terminations, truncations)
             obs = next_obs
             global_step += config.num_envs
             vector_step += 1
