@@ -63,6 +63,12 @@ class DQNConfig:
     dueling: bool = _help("Dueling head: Q = V + A - mean(A) (Wang et al. 2016).", default=False)
     precision: Literal["fp32", "bf16", "fp16"] = _help("Autocast precision of updates (CUDA only).", default="fp32")
     compile: bool = _help("torch.compile the Q-network.", default=False)
+    keep_best: bool = _help(
+        "Finish with the Q-network snapshot whose last keep_best_window training episodes scored "
+        "best, if they beat the final network's last ones. Costs no extra environment steps.",
+        default=False,
+    )
+    keep_best_window: int = _help("Training episodes averaged for keep_best.", default=20)
     # Evaluation, logging, checkpoints
     eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
     eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)

@@ -188,23 +188,21 @@ class ReplayBuffer:
 
     def _gather(self, flat: np.ndarray, weights: np.ndarray) -> ReplayBatch:
         t, env = np.divmod(flat, self.num_envs)
-        returns = np.zeros(len(t), dtype=np.float64)
-        discounts = np.ones(len(t), dtype=np.float64)
-        alive = np.ones(len(t), dtype=bool)  # still accumulating
-        last = t.copy()  # slot whose successor is the bootstrap observation
-        cur = t.copy()
-        for k in range(self.n_step):
-            if k > 0:
-                # Stop before a slot that has no written transition yet (the newest) or
-                # that is not the same episode.
-                alive &= self.valid[cur, env]
-            returns += np.where(alive, self._gamma_powers[k] * self.rewards[cur, env], 0.0)
-            discounts = np.where(alive, self._gamma_powers[k + 1], discounts)
-            last = np.where(alive, cur, last)
-            ended = alive & self.dones[cur, env]
-            discounts = np.where(ended & self.terminations[cur, env], 0.0, discounts)
-            alive &= ~ended
-            cur = (cur + 1) % self.size
+        # The n-step window of each sample, (B, n): step k counts while the episode goes on
+        # and slot t+k holds a written transition (the newest slot has none yet).
+        window = (t[:, None] + np.arange(self.n_step)) % self.size
+        env_col = env[:, None]
+        dones = self.dones[window, env_col]
+        cont = np.ones_like(dones)
+        cont[:, 1:] = ~dones[:, :-1] & self.valid[window[:, 1:], env_col]
+        alive = np.logical_and.accumulate(cont, axis=1)  # (B, n)
+        rewards = self.rewards[window, env_col]
+        returns = (alive * rewards * self._gamma_powers[: self.n_step]).sum(axis=1)
+        steps = alive.sum(axis=1)  # m >= 1
+        rows = np.arange(len(t))
+        last = window[rows, steps - 1]
+        terminated = self.terminations[last, env]
+        discounts = np.where(terminated, 0.0, self._gamma_powers[steps])
         next_t = (last + 1) % self.size
         to = self._to_tensor
         return ReplayBatch(

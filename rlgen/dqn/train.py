@@ -77,10 +77,47 @@ def td_loss(q_net, target_net, batch: ReplayBatch, config: DQNConfig) -> tuple[t
     return loss, td_errors.detach(), q_taken.detach().mean()
 
 
-def update_target(q_net: torch.nn.Module, target_net: torch.nn.Module, tau: float) -> None:
+class BestSnapshot:
+    """Keeps the weights whose recent training episodes scored best (``keep_best``).
+
+    DQN's greedy policy can dip late in training; the moving average of the
+    training returns (already paid for in environment steps) tells when the
+    network was at its best, so no evaluation episodes are spent.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.mean = -float("inf")
+        self.step = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def observe(self, returns: list[float], q_net: torch.nn.Module, global_step: int) -> None:
+        if len(returns) < self.window:
+            return
+        mean = float(np.mean(returns[-self.window:]))
+        if mean >= self.mean:  # ties go to the later, longer-trained network
+            self.mean, self.step = mean, global_step
+            self.state = {k: v.detach().clone() for k, v in q_net.state_dict().items()}
+
+    def restore_if_better(self, returns: list[float], q_net: torch.nn.Module, target_net: torch.nn.Module) -> bool:
+        final = float(np.mean(returns[-self.window:])) if len(returns) >= self.window else -float("inf")
+        if self.state is None or final >= self.mean:
+            return False
+        q_net.load_state_dict(self.state)
+        target_net.load_state_dict(self.state)
+        return True
+
+
+def update_target(
+    online: torch.nn.Module | list[torch.Tensor], target: torch.nn.Module | list[torch.Tensor], tau: float
+) -> None:
+    """Hard copy (tau = 1) or Polyak averaging of the online parameters into the target's.
+
+    Takes modules, or their parameter lists listed once by a hot loop.
+    """
+    if isinstance(online, torch.nn.Module):
+        online, target = list(online.parameters()), list(target.parameters())
     with torch.no_grad():
-        online = list(q_net.parameters())
-        target = list(target_net.parameters())
         if tau >= 1.0:
             torch._foreach_copy_(target, online)
         else:
@@ -131,6 +168,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
         optimizer, config.lr_schedule, total_steps=total_updates,
         warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
     )
+    # Listed once: walking the module tree on every update costs more than the update's Adam step.
+    online_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     precision = Precision(config.precision, torch_device)
     q_compiled = maybe_compile(q_net, config.compile)
 
@@ -190,6 +229,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     buffer.start(obs)
     autoreset = np.zeros(config.num_envs, dtype=bool)
     recent_returns: list[float] = []
+    best = BestSnapshot(config.keep_best_window) if config.keep_best else None
     loss_sum, q_sum, loss_count = torch.zeros((), device=torch_device), torch.zeros((), device=torch_device), 0
     next_log = global_step + config.log_interval
     next_eval = global_step + config.eval_freq if config.eval_freq else None
@@ -226,7 +266,9 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                     logger.scalar("charts/episodic_return", float(ret), global_step)
                     logger.scalar("charts/episodic_length", int(length), global_step)
                     recent_returns.append(float(ret))
-                recent_returns = recent_returns[-20:]
+                recent_returns = recent_returns[-max(20, config.keep_best_window):]
+                if best is not None:
+                    best.observe(recent_returns, q_net, global_step)
 
             # -- learn -----------------------------------------------------------------------
             if global_step > learn_after and vector_step % config.train_freq == 0:
@@ -237,7 +279,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                     with precision.autocast():
                         loss, td_errors, q_mean = td_loss(q_compiled, target_net, batch, config)
                     gradient_step(
-                        loss, optimizer, q_net.parameters(),
+                        loss, optimizer, online_params,
                         max_grad_norm=config.max_grad_norm or None, scaler=precision.scaler,
                     )
                     lr_schedule.step()
@@ -248,7 +290,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                     q_sum += q_mean
                     loss_count += 1
             if vector_step % target_every == 0:
-                update_target(q_net, target_net, config.tau)
+                update_target(online_params, target_params, config.tau)
 
             # -- report ----------------------------------------------------------------------
             if global_step >= next_log:
@@ -280,6 +322,9 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                 break
     bar.close()
     envs.close()
+    if best is not None and not interrupted and best.restore_if_better(recent_returns, q_net, target_net):
+        logger.scalar("charts/kept_best_step", best.step, global_step)
+        logger.scalar("charts/kept_best_return", best.mean, global_step)
     checkpoint = save(final=not interrupted)
     train_seconds = time.perf_counter() - start_time
 
