@@ -167,16 +167,18 @@ def train(
                 bar.update(0, loss=values["losses/diffusion"])
                 loss_sum.zero_()
                 window_start, window_steps = time.perf_counter(), 0
+            extras_start = time.perf_counter()
             if config.sample_interval and step % config.sample_interval == 0:
                 logger.image_grid("samples/ema", generate(64)[0], step)
             if config.eval_samples and (
                 (config.eval_interval and step % config.eval_interval == 0) or step == config.steps
             ):
-                samples, labels = generate(config.eval_samples)
-                metrics = sample_metrics(samples, config.data, data_dir, torch_device, labels)
+                samples, sample_labels = generate(config.eval_samples)
+                metrics = sample_metrics(samples, config.data, data_dir, torch_device, sample_labels)
                 record_scalars(logger, history, metrics, step)
             if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                 save(step)
+            window_start += time.perf_counter() - extras_start  # keep samples, eval and saving out of images/s
             bar.update(1)
             if interrupt.requested:
                 interrupted = True

@@ -159,6 +159,7 @@ def train(
                 bar.update(0, neg_elbo=values["losses/elbo"], kl=values["losses/kl"])
                 sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
+            extras_start = time.perf_counter()
             if config.sample_interval and step % config.sample_interval == 0:
                 logger.image_grid("samples/prior", decode_images(model, grid_latents, config.likelihood), step)
             if (config.eval_interval and step % config.eval_interval == 0) or step == config.steps:
@@ -166,6 +167,7 @@ def train(
                 record_scalars(logger, history, metrics, step)
             if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                 save(step)
+            window_start += time.perf_counter() - extras_start  # keep samples, eval and saving out of images/s
             bar.update(1)
             if interrupt.requested:
                 interrupted = True

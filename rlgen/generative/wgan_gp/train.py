@@ -144,6 +144,7 @@ def train(
                 bar.update(0, w=values["charts/wasserstein_estimate"], gp=values["losses/gradient_penalty"])
                 sums.zero_()
                 window_start, window_steps = time.perf_counter(), 0
+            extras_start = time.perf_counter()
             if config.sample_interval and step % config.sample_interval == 0:
                 logger.image_grid("samples/generator", generate_images(generator, grid_latents), step)
             if config.eval_samples and (
@@ -157,6 +158,7 @@ def train(
                 record_scalars(logger, history, metrics, step)
             if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                 save(step)
+            window_start += time.perf_counter() - extras_start  # keep samples, eval and saving out of images/s
             bar.update(1)
             if interrupt.requested:
                 interrupted = True
