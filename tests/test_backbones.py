@@ -14,15 +14,6 @@ from rlgen.config import apply_overrides, from_dict
 VOCAB, SEQ_LEN = 4, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are op-overhead bound; a second intra-op thread only adds lock contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(net: nn.Module, head: nn.Module, features, batches, steps: int, lr: float) -> None:
     """Adam on cross-entropy of head(features(x)) for ``steps`` batches."""
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=lr)

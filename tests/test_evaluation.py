@@ -25,15 +25,6 @@ TINY = ClassifierConfig(channels=[16, 32], features_dim=64, min_steps=250, batch
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # Two cores shared by several processes: one intra-op thread is several times faster here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def digits_classifier(tmp_path_factory, one_thread):
     cache = tmp_path_factory.mktemp("cache")
     return cache, load_or_train_classifier("digits", cache_dir=cache, config=TINY)

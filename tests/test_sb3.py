@@ -15,14 +15,6 @@ from rlgen.backbones.cnn import CNN
 from rlgen.sb3 import RlgenFeaturesExtractor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny networks on shared cores: a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_sb3_dqn_learns_cartpole_through_an_rlgen_mlp():
     policy_kwargs = dict(

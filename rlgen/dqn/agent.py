@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlgen.config import apply_overrides, from_dict, load_yaml, merge, nest_overrides, parse_override, to_dict
+from rlgen.config import from_dict, load_yaml, merge, nest_overrides, parse_override, to_dict
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.networks import QNetwork, build_q_network
