@@ -50,10 +50,14 @@ class EMA(nn.Module):
     def update(self, model: nn.Module) -> None:
         """Move the shadow weights toward ``model``'s current weights."""
         weight = 1.0 - self.current_decay()
-        for shadow_p, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
-            if shadow_p.is_floating_point():
-                shadow_p.lerp_(p.detach(), weight)
-            else:
+        pairs = list(zip(self.shadow.parameters(), model.parameters(), strict=True))
+        floats = [(s, p.detach()) for s, p in pairs if s.is_floating_point()]
+        if floats:
+            # One multi-tensor kernel instead of one launch per parameter (hundreds in a UNet).
+            shadows, params = zip(*floats)
+            torch._foreach_lerp_(list(shadows), list(params), weight)
+        for shadow_p, p in pairs:
+            if not shadow_p.is_floating_point():
                 shadow_p.copy_(p)
         for shadow_b, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
             shadow_b.copy_(b)
