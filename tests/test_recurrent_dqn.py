@@ -269,10 +269,15 @@ def test_cli_trains_and_evaluates_a_tiny_recurrent_run(tmp_path):
         "train-dqn", "rlgen/TMaze-L5-v0", "--total-steps", "400", "--quiet", "--logdir", str(tmp_path),
         "--set", "backbone=gru", "--set", "backbone.rnn_hidden_size=16", "--set", "backbone.hidden_sizes=[]",
         "--set", "cpu_threads=1", "--set", "learning_starts=200", "--set", "eval_episodes=5",
+        "--set", "prioritized=true", "--set", "double_q=true", "--set", "n_step=2", "--set", "dueling=true",
     ])
     assert result.exit_code == 0, result.output
     run_dir = next(tmp_path.iterdir())
     assert "eval over 5 episodes" in result.output
+    result = runner.invoke(cli, ["train-dqn", "rlgen/TMaze-L5-v0", "--resume", str(run_dir), "--total-steps", "600",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "trained 600 steps" in result.output and str(run_dir) in result.output
     result = runner.invoke(cli, ["eval", str(run_dir), "--episodes", "6"])
     assert result.exit_code == 0, result.output
     assert "rlgen/TMaze-L5-v0: mean return" in result.output

@@ -81,7 +81,7 @@ class RecurrentQNetwork(nn.Module):
     ) -> torch.Tensor:
         """Q-values of chunk steps ``first ...`` (B, L - first, A); the burn-in carries no gradient."""
         if state is None:
-            state = self.initial_state_like(obs)
+            state = self.backbone.initial_state(obs.shape[0], obs.device)
         if first > 0:
             with torch.no_grad():
                 _, state = self.backbone(obs[:, :first], state, resets[:, :first])
@@ -89,9 +89,6 @@ class RecurrentQNetwork(nn.Module):
         if features is None:
             features, _ = self.backbone(obs[:, first:], state, resets[:, first:])  # (B, M, H)
         return _per_step(self.head, features)
-
-    def initial_state_like(self, obs: torch.Tensor) -> State:
-        return self.backbone.initial_state(obs.shape[0], obs.device)
 
     def _features_by_episode(self, obs: torch.Tensor, resets: torch.Tensor, state: State) -> torch.Tensor | None:
         """Backbone features of (B, M, *obs) with resets, as one batched RNN call; None when not worth it.
@@ -103,8 +100,9 @@ class RecurrentQNetwork(nn.Module):
         starting from that row's state and every other piece from zeros, exactly
         what a reset does. Padding steps come after a piece's end, so they never
         touch its features. When the padded batch would more than double the
-        work (many short pieces), the caller falls back to the backbone's way:
-        on CPU the two then cost about the same (measured, LSTM/GRU of 64 units).
+        work (many short pieces), the caller falls back to the backbone's way,
+        which then costs about as much on CPU (measured with 64-unit LSTM/GRU:
+        the pieces win up to ~2x with few resets per chunk, lose with many).
         """
         batch, steps = resets.shape
         device = resets.device
@@ -123,12 +121,12 @@ class RecurrentQNetwork(nn.Module):
         pieces = obs.new_zeros(num_pieces, length, *obs.shape[2:])
         pieces[piece, offset] = obs  # (S, M', *obs)
         # Row b's first piece keeps its state unless it starts with a reset; other pieces start at zero.
-        keep = (~resets[:, 0]).to(torch.float32)  # (B,)
+        keep = (~resets[:, 0])[None, :, None]  # (1, B, 1)
         parts = state if isinstance(state, tuple) else (state,)
         piece_parts = []
         for part in parts:  # (layers, B, H)
             full = part.new_zeros(part.shape[0], num_pieces, part.shape[2])
-            full[:, row_offset] = part * keep.to(part.dtype)[None, :, None]
+            full[:, row_offset] = part * keep.to(part.dtype)
             piece_parts.append(full)
         piece_state = tuple(piece_parts) if isinstance(state, tuple) else piece_parts[0]
         features, _ = self.backbone(pieces, piece_state)  # (S, M', H)

@@ -51,6 +51,7 @@ from rlgen.training import (
     resolve_device,
     save_checkpoint,
     seed_everything,
+    torch_threads,
 )
 
 
@@ -143,13 +144,9 @@ def train(
     check_sequence_config(config)
     start_time = time.perf_counter()
     torch_device = resolve_device(device)
-    threads_before = torch.get_num_threads()
-    if torch_device.type == "cpu" and config.cpu_threads:
-        torch.set_num_threads(config.cpu_threads)
-    try:
+    # cpu_threads 0 keeps torch's choice; the memory presets ask for 1 (small RNNs only contend).
+    with torch_threads(config.cpu_threads if torch_device.type == "cpu" else None):
         return _train(config, torch_device, logdir, resume, progress, run_name, start_time)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, resume: str | Path | None,
