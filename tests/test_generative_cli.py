@@ -144,3 +144,15 @@ def test_options_that_do_not_apply_are_one_line_errors(logdir):
     )
     assert_one_line_error(invoke("sample", "gan", "--logdir", str(logdir), "--scheduler", "ddim"), "diffusion")
     assert_one_line_error(invoke("train", "gan", "--set", "n_critic=0"), "n_critic=0 must be at least 1")
+
+
+def test_class_conditional_diffusion_samples_a_requested_class(tmp_path):
+    train("diffusion", tmp_path, "--set", "class_conditional=true")
+    (run,) = tmp_path.iterdir()
+    assert not (run / "model_index.json").exists()  # diffusers' pipelines cannot pass labels
+    out = tmp_path / "sevens.png"
+    result = invoke("sample", "diffusion", "--logdir", str(tmp_path), "-n", "4", "--class", "7", "--guidance", "3",
+                    "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (2 * 10 + 2, 2 * 10 + 2)
+    assert_one_line_error(invoke("sample", "diffusion", "--run", str(run), "--class", "10"), "out of range", "9=9")
