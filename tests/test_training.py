@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -590,3 +591,20 @@ def test_graceful_interrupt_is_a_noop_outside_main_thread():
     thread.start()
     thread.join()
     assert errors == [] and signal.getsignal(signal.SIGINT) is previous
+
+
+def test_clip_grad_norm_matches_torch_bit_for_bit():
+    from rlgen.training.optim import clip_grad_norm
+
+    torch.manual_seed(0)
+    ours, theirs = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), None
+    theirs = copy.deepcopy(ours)
+    x = torch.randn(8, 4)
+    for scale in (1e-3, 1e3):  # below and above the threshold
+        for model in (ours, theirs):
+            model.zero_grad()
+            (model(x).pow(2).sum() * scale).backward()
+        expected = nn.utils.clip_grad_norm_(theirs.parameters(), 1.0, foreach=True)
+        assert torch.equal(clip_grad_norm(ours.parameters(), 1.0), expected)
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(a.grad, b.grad)

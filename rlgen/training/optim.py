@@ -130,6 +130,23 @@ def make_lr_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` (L2, foreach) with the same arithmetic, minus its
+    per-call grouping of tensors by device and dtype: that Python work cost a small DQN
+    update ~20% of its time. Falls back to torch's for mixed devices or dtypes."""
+    parameters = list(parameters)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    first = grads[0]
+    if any(g.device != first.device or g.dtype != first.dtype or g.is_sparse for g in grads):
+        return nn.utils.clip_grad_norm_(list(parameters), max_norm)
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    clip_coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, clip_coef)
+    return total
+
+
 def gradient_step(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -161,7 +178,7 @@ def gradient_step(
     if max_grad_norm is not None:
         if scaler is not None:
             scaler.unscale_(optimizer)
-        grad_norm = nn.utils.clip_grad_norm_(parameters, max_grad_norm, foreach=True)
+        grad_norm = clip_grad_norm(parameters, max_grad_norm)
     if scaler is not None:
         scaler.step(optimizer)  # skips the step if the gradients overflowed
         scaler.update()
