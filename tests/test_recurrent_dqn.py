@@ -18,15 +18,6 @@ from rlgen.envs import make_vector_env
 GAMMA = 0.9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: threading only adds overhead (and the CI machine has two cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class CounterEnv(gym.Env):
     """Observation ``[episode, step in episode, steps emitted so far, is final]``; reward = step + 1.
 
