@@ -156,3 +156,22 @@ def test_class_conditional_diffusion_samples_a_requested_class(tmp_path):
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (2 * 10 + 2, 2 * 10 + 2)
     assert_one_line_error(invoke("sample", "diffusion", "--run", str(run), "--class", "10"), "out of range", "9=9")
+
+
+def test_evaluate_scores_the_samples_against_the_runs_dataset(logdir, monkeypatch):
+    import rlgen.generative.evaluation as evaluation
+
+    seen = {}
+
+    def fake_evaluate_samples(samples01, dataset_name, *, labels=None, data_dir=None, device="cpu"):
+        seen.update(shape=tuple(samples01.shape), low=float(samples01.min()), high=float(samples01.max()))
+        seen.update(dataset=dataset_name, labels=labels, data_dir=data_dir)
+        return {"fid": 12.5, "fid_floor": 1.5, "kid": 3.0, "kid_floor": 0.1, "num_samples": 10.0}
+
+    monkeypatch.setattr(evaluation, "evaluate_samples", fake_evaluate_samples)
+    result = invoke("sample", "vae", "--logdir", str(logdir), "-n", "10", "--evaluate", "--data-dir", "/data",
+                    "--out", str(logdir / "eval.png"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen["shape"] == (10, 1, 8, 8) and 0 <= seen["low"] and seen["high"] <= 1
+    assert (seen["dataset"], seen["labels"], seen["data_dir"]) == ("digits", None, "/data")
+    assert "fid 12.5  fid_floor 1.5  kid 3  kid_floor 0.1" in result.output

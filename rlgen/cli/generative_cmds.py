@@ -156,10 +156,23 @@ def train(
 )
 @click.option("--guidance", type=float, default=None, help="diffusion: classifier-free guidance weight w.")
 @click.option("--interpolate", is_flag=True, help="vae, gan: rows of latent interpolations.")
+@click.option("--evaluate", is_flag=True, help="Also print the domain FID / KID of the samples vs the test split.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the dataset is (--evaluate).")
 @user_errors
-def sample(model, run_dir, logdir, num_images, out, seed, device, scheduler, steps, class_label, guidance, interpolate):
-    """Write a grid of samples from a trained MODEL (vae, gan or diffusion) to a PNG."""
-    from rlgen.generative.runs import find_latest_run
+def sample(
+    model, run_dir, logdir, num_images, out, seed, device, scheduler, steps, class_label, guidance, interpolate,
+    evaluate, data_dir,
+):  # fmt: skip
+    """Write a grid of samples from a trained MODEL (vae, gan or diffusion) to a PNG.
+
+    \b
+    Examples:
+      rlgen sample gan -n 64 --out gan.png          # the latest gan run under runs/
+      rlgen sample vae --interpolate --out walk.png
+      rlgen sample diffusion --scheduler ddim --steps 50 --class 7 --guidance 3
+      rlgen sample diffusion -n 1000 --scheduler ddpm --steps 50 --evaluate
+    """
+    from rlgen.generative.runs import find_latest_run, sample_metrics
     from rlgen.generative.sampling import generate
     from rlgen.training import resolve_device, save_image_grid
 
@@ -171,6 +184,9 @@ def sample(model, run_dir, logdir, num_images, out, seed, device, scheduler, ste
     )  # fmt: skip
     path = save_image_grid(samples.images, out, nrow=samples.nrow)
     click.echo(f"wrote {path} ({num_images} {'interpolated ' if interpolate else ''}samples from {run})")
+    if evaluate:
+        metrics = sample_metrics(samples.images, samples.dataset, data_dir, resolve_device(device), samples.labels)
+        click.echo("  ".join(f"{tag.removeprefix('eval/')} {value:.4g}" for tag, value in metrics.items()))
 
 
 COMMANDS = [train, sample]

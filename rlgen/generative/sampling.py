@@ -14,10 +14,11 @@ from rlgen.generative.runs import MODELS
 
 @dataclass
 class Samples:
-    """Generated images (N, C, H, W) in [0, 1], the grid width to show them at, and their labels."""
+    """Generated images (N, C, H, W) in [0, 1], the grid width to show them at, the run's dataset, the labels."""
 
     images: torch.Tensor
     nrow: int
+    dataset: str
     labels: torch.Tensor | None = None
 
 
@@ -93,13 +94,13 @@ def generate(
 
         vae, config, _ = load(run_dir, device)
         latents, nrow = _latents(num_images, config.latent_dim, generator, interpolate)
-        return Samples(decode_images(vae, latents.to(device), config.likelihood), nrow)
+        return Samples(decode_images(vae, latents.to(device), config.likelihood), nrow, config.data)
     if model == "gan":
         from rlgen.generative.wgan_gp.sample import generate_images, load
 
         gen, config, _ = load(run_dir, device)
         latents, nrow = _latents(num_images, config.latent_dim, generator, interpolate)
-        return Samples(generate_images(gen, latents.to(device)), nrow)
+        return Samples(generate_images(gen, latents.to(device)), nrow, config.data)
 
     from rlgen.generative.diffusion.sample import load, make_scheduler, sample
 
@@ -138,4 +139,4 @@ def generate(
         guidance_scale=config.guidance_scale if guidance is None else guidance,
     )
     nrow = num_classes if labels is not None and class_label is None else max(1, round(math.sqrt(num_images)))
-    return Samples((images + 1.0) / 2.0, nrow, labels)
+    return Samples((images + 1.0) / 2.0, nrow, config.data, labels)
