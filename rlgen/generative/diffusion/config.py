@@ -64,10 +64,13 @@ class DiffusionConfig:
     )
     guidance_scale: float = field(default=2.0, metadata={"help": "Default classifier-free guidance weight w."})
     sample_scheduler: Literal["ddpm", "ddim", "dpm-solver++"] = field(
-        default="dpm-solver++",
-        metadata={"help": "Scheduler of the training-time sample grids and the default sampler."},
+        default="ddpm",
+        metadata={
+            "help": "Default sampler (grids, eval, rlgen sample). DDPM's noise forgives an undertrained net; "
+            "dpm-solver++ needs fewer steps once the net is good."
+        },
     )
-    sample_steps: int = field(default=25, metadata={"help": "Inference steps of the training-time sample grids."})
+    sample_steps: int = field(default=50, metadata={"help": "Default inference steps of that sampler."})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "Autocast precision on CUDA."})
     channels_last: bool = field(
         default=False, metadata={"help": "NHWC memory layout (faster convs in bf16/fp16 on GPUs)."}
