@@ -14,6 +14,18 @@ from rlgen.backbones import BackboneConfig, build_backbone
 from rlgen.generative.vae.config import VAEConfig
 
 
+def scale_factor(image_shape: tuple[int, int, int], channels: list[int], what: str) -> int:
+    """2 ** (levels - 1): how much a stack of ``len(channels)`` resolution levels shrinks the image sides."""
+    _, h, w = image_shape
+    factor = 2 ** (len(channels) - 1)
+    if h % factor or w % factor:
+        raise ValueError(
+            f"a {what} with {len(channels)} channel levels {channels} needs image sides divisible by "
+            f"{factor}; got {h}x{w}. Use fewer levels or set image_size"
+        )
+    return factor
+
+
 class ConvDecoder(nn.Module):
     """Latent vector -> image, doubling the side with each transposed conv (Radford et al., 2016).
 
@@ -30,12 +42,7 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         c, h, w = image_shape
-        factor = 2 ** (len(channels) - 1)
-        if h % factor or w % factor:
-            raise ValueError(
-                f"a conv decoder with {len(channels)} channel levels {channels} needs image sides divisible by "
-                f"{factor}; got {h}x{w}. Use fewer levels or set image_size"
-            )
+        factor = scale_factor(image_shape, channels, "conv decoder")
         self.start_shape = (channels[0], h // factor, w // factor)
         self.project = nn.Linear(latent_dim, channels[0] * (h // factor) * (w // factor))
         layers: list[nn.Module] = [nn.BatchNorm2d(channels[0]) if batch_norm else nn.Identity(), nn.ReLU()]

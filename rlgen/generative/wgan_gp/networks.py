@@ -7,7 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from rlgen.generative.vae.networks import ConvDecoder
+from rlgen.generative.vae.networks import ConvDecoder, scale_factor
 
 
 class Generator(nn.Module):
@@ -33,12 +33,7 @@ class Critic(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], norm: str = "none") -> None:
         super().__init__()
         c, h, w = image_shape
-        factor = 2 ** (len(channels) - 1)
-        if h % factor or w % factor:
-            raise ValueError(
-                f"a critic with {len(channels)} channel levels {channels} needs image sides divisible by "
-                f"{factor}; got {h}x{w}. Use fewer levels or set image_size"
-            )
+        factor = scale_factor(image_shape, channels, "critic")
         if norm not in ("none", "layer"):
             raise ValueError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
         layers: list[nn.Module] = [nn.Conv2d(c, channels[0], kernel_size=3, padding=1), nn.LeakyReLU(0.2)]
