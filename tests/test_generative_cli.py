@@ -82,6 +82,12 @@ def test_resume_continues_the_same_run(logdir):
     result = invoke("train", "vae", "--resume", str(run), "--steps", "6", "--quiet", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / CHECKPOINT_NAME).meta["step"] == 6
+    # The checkpoint file names its run as well.
+    result = invoke(
+        "train", "vae", "--resume", str(run / CHECKPOINT_NAME), "--steps", "8", "--quiet", "--device", "cpu"
+    )
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / CHECKPOINT_NAME).meta["step"] == 8 and len(list(logdir.glob("digits__vae__*"))) == 1
     assert_one_line_error(
         invoke("train", "vae", "--resume", str(run), "--set", "beta=2"), "only --steps may change, not --set"
     )

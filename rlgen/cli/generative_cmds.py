@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -172,12 +171,12 @@ def sample(
       rlgen sample diffusion --scheduler ddim --steps 50 --class 7 --guidance 3
       rlgen sample diffusion -n 1000 --scheduler ddpm --steps 50 --evaluate
     """
-    from rlgen.generative.runs import find_latest_run, sample_metrics
+    from rlgen.generative.runs import find_latest_run, run_directory, sample_metrics
     from rlgen.generative.sampling import generate
     from rlgen.training import resolve_device, save_image_grid
 
     _model(model)  # unknown names fail here, before any search
-    run = Path(run_dir) if run_dir is not None else find_latest_run(logdir, model)
+    run = run_directory(run_dir) if run_dir is not None else find_latest_run(logdir, model)
     samples = generate(
         model, run, num_images=num_images, seed=seed, device=resolve_device(device), scheduler=scheduler,
         steps=steps, class_label=class_label, guidance=guidance, interpolate=interpolate,

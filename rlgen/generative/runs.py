@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from rlgen.config import to_dict
+from rlgen.config import from_dict, to_dict
 from rlgen.errors import CheckpointError, RlgenError
-from rlgen.training import RunLogger, load_checkpoint
-from rlgen.training.checkpoint import Checkpoint
+from rlgen.training import Checkpoint, RunLogger, load_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 MODELS = ("vae", "gan", "diffusion")
@@ -58,9 +57,15 @@ def make_logger(logdir: str | Path, algo: str, config: Any, resume: Path | None)
     return RunLogger(logdir, task, algo, config.seed, config_dict)
 
 
+def run_directory(path: str | Path) -> Path:
+    """A run directory given as itself or as its checkpoint file."""
+    path = Path(path)
+    return path.parent if path.is_file() and path.name == CHECKPOINT_NAME else path
+
+
 def open_run(run_dir: str | Path, algo: str) -> Checkpoint:
-    """Load a run's checkpoint and check that ``algo`` wrote it."""
-    run_dir = Path(run_dir)
+    """Load a run's checkpoint (``run_dir`` or the checkpoint file itself) and check that ``algo`` wrote it."""
+    run_dir = run_directory(run_dir)
     if not run_dir.is_dir():
         raise RlgenError(f"run directory {str(run_dir)!r} does not exist")
     path = run_dir / CHECKPOINT_NAME
@@ -75,8 +80,6 @@ def open_run(run_dir: str | Path, algo: str) -> Checkpoint:
 
 def config_from_run(checkpoint: Checkpoint, config_cls: type) -> Any:
     """Rebuild the dataclass config a checkpoint carries (fields added since are defaulted)."""
-    from rlgen.config import from_dict
-
     names = {f.name for f in dataclasses.fields(config_cls)}
     saved = {k: v for k, v in checkpoint.meta["config"].items() if k in names}
     return from_dict(config_cls, saved)

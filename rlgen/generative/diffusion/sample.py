@@ -13,7 +13,7 @@ from torch import nn
 from rlgen.errors import UnknownNameError
 from rlgen.generative.diffusion.config import SCHEDULERS, DiffusionConfig
 from rlgen.generative.diffusion.networks import build_denoiser
-from rlgen.generative.runs import config_from_run, open_run
+from rlgen.generative.runs import config_from_run, open_run, run_directory
 from rlgen.training import EMA
 
 ALGO = "diffusion"
@@ -104,7 +104,8 @@ def load(
     ema = EMA(denoiser)
     checkpoint.load_module("ema", ema)  # the averaged weights are the ones to sample from
     denoiser = ema.shadow
-    if (Path(run_dir) / DDPMScheduler.config_name).is_file():
+    run_dir = run_directory(run_dir)
+    if (run_dir / DDPMScheduler.config_name).is_file():
         scheduler_config = dict(DDPMScheduler.load_config(run_dir))
     else:
         scheduler_config = dict(training_scheduler(config).config)

@@ -20,6 +20,7 @@ from rlgen.generative.runs import (
     make_logger,
     open_run,
     record_scalars,
+    run_directory,
     sample_metrics,
 )
 from rlgen.generative.vae.config import VAEConfig
@@ -95,7 +96,7 @@ def train(
     precision = Precision(config.precision, torch_device)
     data_rng = torch.Generator().manual_seed(config.seed)
     start_step = 0
-    resume_dir = Path(resume) if resume is not None else None
+    resume_dir = run_directory(resume) if resume is not None else None
     if resume_dir is not None:
         checkpoint = open_run(resume_dir, ALGO)
         checkpoint.load_module(ALGO, model)
