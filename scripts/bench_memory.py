@@ -27,7 +27,8 @@ def preset_name(env_id: str, kind: str) -> str:
     return env_id if kind == "lstm" else f"{env_id}-{kind}"
 
 
-def run_one(env_id: str, kind: str, seed: int, logdir: str, eval_every: int, total_steps: int | None) -> dict:
+def run_one(env_id: str, kind: str, seed: int, logdir: str, eval_every: int, total_steps: int | None,
+            overrides: tuple[str, ...] = ()) -> dict:
     """Train one agent; returns its final evaluation, wall time and evaluation curve."""
     import torch
 
@@ -35,8 +36,9 @@ def run_one(env_id: str, kind: str, seed: int, logdir: str, eval_every: int, tot
     from rlgen.dqn.agent import train_function
 
     torch.set_num_threads(1)
+    settings = [f"eval_freq={eval_every}", "eval_during_episodes=20", "eval_episodes=100", *overrides]
     config = make_config(env_id, preset_name(env_id, kind), seed=seed, total_timesteps=total_steps,
-                         overrides={"eval_freq": eval_every, "eval_during_episodes": 20, "eval_episodes": 100})
+                         overrides=settings)
     start = time.perf_counter()
     result = train_function(config)(config, device="cpu", logdir=Path(logdir) / env_id.replace("/", "-") / kind,
                                     progress=False)
@@ -91,6 +93,18 @@ def plot(results: list[dict], tasks: list[str], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def train_all(args: argparse.Namespace) -> list[dict]:
+    jobs = [(TASKS[t], kind, seed, args.logdir, args.eval_every, args.total_steps, tuple(args.overrides))
+            for t in args.tasks for kind in args.kinds for seed in range(args.seeds)]
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(run_one, *zip(*jobs)):
+            results.append(result)
+            print(f"{result['env_id']:<24} {result['kind']:<11} seed {result['seed']}: eval "
+                  f"{result['eval']:.2f} +/- {result['eval_std']:.2f} in {result['wall']:.0f} s", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -99,19 +113,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs trained side by side (one CPU thread each)")
     parser.add_argument("--eval-every", type=int, default=5000, help="env steps between curve evaluations")
     parser.add_argument("--total-steps", type=int, default=None, help="override the presets' budgets")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied to every run (repeatable)")
     parser.add_argument("--logdir", default="runs/bench_memory")
     parser.add_argument("--out", default="docs/memory_learning_curves.png")
     parser.add_argument("--results", default=None, help="also write the raw results as JSON here")
+    parser.add_argument("--from-results", nargs="+", default=None, metavar="JSON",
+                        help="train nothing: plot and tabulate saved --results files (later ones replace "
+                             "earlier runs of the same task, network and seed)")
     args = parser.parse_args()
 
-    jobs = [(TASKS[t], kind, seed, args.logdir, args.eval_every, args.total_steps)
-            for t in args.tasks for kind in args.kinds for seed in range(args.seeds)]
-    results = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for result in pool.map(run_one, *zip(*jobs)):
-            results.append(result)
-            print(f"{result['env_id']:<24} {result['kind']:<11} seed {result['seed']}: eval "
-                  f"{result['eval']:.2f} +/- {result['eval_std']:.2f} in {result['wall']:.0f} s", flush=True)
+    if args.from_results:
+        merged = {}
+        for path in args.from_results:
+            for r in json.loads(Path(path).read_text()):
+                merged[r["env_id"], r["kind"], r["seed"]] = r
+        results = list(merged.values())
+    else:
+        results = train_all(args)
     if args.results:
         Path(args.results).write_text(json.dumps(results, indent=1) + "\n")
     plot(results, [TASKS[t] for t in args.tasks], Path(args.out))
@@ -125,6 +144,8 @@ def main() -> None:
         threshold = get_spec(env_id).solved_threshold
         for kind in args.kinds:
             runs = [r for r in results if r["env_id"] == env_id and r["kind"] == kind]
+            if not runs:
+                continue
             evals = [r["eval"] for r in runs]
             solved = sum(e >= threshold for e in evals) if threshold is not None else "-"
             print(f"| {env_id} | {kind} | {', '.join(f'{e:.2f}' for e in evals)} | {statistics.mean(evals):.2f} "
