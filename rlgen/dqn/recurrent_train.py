@@ -37,6 +37,7 @@ from rlgen.dqn.recurrent_networks import (
 )
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceBatch, SequenceReplayBuffer
+from rlgen.dqn.reporting import TrainingReport
 from rlgen.dqn.train import TrainResult, update_target
 from rlgen.envs import make_vector_env
 from rlgen.training import (
@@ -220,18 +221,15 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     actor = SequenceActor(q_net, config.num_envs, torch_device)  # clears a copy's memory at its episode starts
     obs, _ = envs.reset(seed=config.seed + global_step)
     buffer.start(obs, actor.packed_state() if store_state else None)
-    recent_returns: list[float] = []
-    loss_sum, q_sum, loss_count = torch.zeros((), device=torch_device), torch.zeros((), device=torch_device), 0
-    next_log = global_step + config.log_interval
     next_eval = global_step + config.eval_freq if config.eval_freq else None
     next_ckpt = global_step + config.checkpoint_freq if config.checkpoint_freq else None
     vector_step = global_step // config.num_envs
     target_every = max(config.target_update_interval // config.num_envs, 1)
-    sps_time, sps_step = time.perf_counter(), global_step
     interrupted = False
 
     bar = ProgressBar(config.total_timesteps, desc=f"dqn-{config.backbone.kind} {config.env_id}", unit="step",
                       disable=not progress)
+    report = TrainingReport(logger, bar, config.log_interval, global_step, torch_device)
     bar.update(global_step)
     with GracefulInterrupt() as interrupt:
         while global_step < config.total_timesteps:
@@ -249,13 +247,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
             global_step += config.num_envs
             vector_step += 1
 
-            if "episode" in infos:
-                finished = infos["_episode"]
-                for ret, length in zip(infos["episode"]["r"][finished], infos["episode"]["l"][finished]):
-                    logger.scalar("charts/episodic_return", float(ret), global_step)
-                    logger.scalar("charts/episodic_length", int(length), global_step)
-                    recent_returns.append(float(ret))
-                recent_returns = recent_returns[-20:]
+            report.episodes(infos, global_step)
 
             # -- learn -----------------------------------------------------------------------
             if global_step > learn_after and vector_step % config.train_freq == 0:
@@ -273,28 +265,12 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                     update_step += 1
                     if config.prioritized:
                         buffer.update_priorities(batch.indices, priorities.float().cpu().numpy())
-                    loss_sum += loss.detach()
-                    q_sum += q_mean
-                    loss_count += 1
+                    report.update(loss, q_mean)
             if vector_step % target_every == 0:
                 update_target(q_net, target_net, config.tau)
 
             # -- report ----------------------------------------------------------------------
-            if global_step >= next_log:
-                next_log += config.log_interval
-                now = time.perf_counter()
-                sps = (global_step - sps_step) / max(now - sps_time, 1e-9)
-                logger.scalar("charts/SPS", sps, global_step)
-                logger.scalar("charts/epsilon", epsilon, global_step)
-                logger.scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-                if loss_count:
-                    logger.scalar("losses/td_loss", float(loss_sum) / loss_count, global_step)
-                    logger.scalar("losses/q_values", float(q_sum) / loss_count, global_step)
-                    loss_sum.zero_(), q_sum.zero_()
-                    loss_count = 0
-                mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
-                bar.update(0, ret=mean_return, eps=epsilon, sps=sps)
-                sps_time, sps_step = now, global_step
+            report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
             if next_eval is not None and global_step >= next_eval:
                 next_eval += config.eval_freq
                 mean, _ = evaluate_sequence_policy(q_net, config.env_id, config.eval_during_episodes,
