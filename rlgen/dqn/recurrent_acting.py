@@ -10,13 +10,12 @@ through it.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
-from rlgen.envs import get_spec, make_env, make_vector_env
+from rlgen.dqn.video import play_episode
+from rlgen.envs import make_vector_env
 
 
 class SequenceActor:
@@ -127,19 +126,12 @@ def record_sequence_episode(
     max_steps: int = 10_000,
 ) -> tuple[np.ndarray, float]:
     """Play one greedy episode with rgb_array rendering; returns (frames (T, H, W, 3) uint8, return)."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame opens an audio device it never uses
-    env = make_env(get_spec(env_id), training=False, render_mode="rgb_array")
     actor = SequenceActor(q_net, 1, device)
     q_net.eval()
-    obs, _ = env.reset(seed=seed)
-    frames, total = [env.render()], 0.0
-    for _ in range(max_steps):
+
+    def greedy(obs: np.ndarray) -> int:
         action = int(actor.step(obs[None]).argmax(dim=1))
-        actor.observe(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        frames.append(env.render())
-        if terminated or truncated:
-            break
-    env.close()
-    return np.stack(frames).astype(np.uint8), total
+        actor.observe(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))  # one episode: no reset
+        return action
+
+    return play_episode(greedy, env_id, seed=seed, max_steps=max_steps)

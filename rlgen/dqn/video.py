@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +21,26 @@ def record_episode(
     max_steps: int = 10_000,
 ) -> tuple[np.ndarray, float]:
     """Play one greedy episode with rgb_array rendering; returns (frames (T, H, W, 3) uint8, return)."""
+    q_net.eval()
+
+    def greedy(obs: np.ndarray) -> int:
+        with torch.inference_mode():
+            return int(q_net(torch.as_tensor(obs[None], device=device)).argmax(dim=1))
+
+    return play_episode(greedy, env_id, seed=seed, max_steps=max_steps)
+
+
+def play_episode(
+    choose_action: Callable[[np.ndarray], int], env_id: str, *, seed: int = 0, max_steps: int = 10_000
+) -> tuple[np.ndarray, float]:
+    """One rendered episode of ``env_id`` with actions from ``choose_action(obs)``: (frames, return)."""
     # pygame (classic-control rendering) opens an audio device it never uses; keep it quiet.
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_env(get_spec(env_id), training=False, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
-    frames = [env.render()]
-    total = 0.0
-    q_net.eval()
+    frames, total = [env.render()], 0.0
     for _ in range(max_steps):
-        with torch.inference_mode():
-            action = int(q_net(torch.as_tensor(obs[None], device=device)).argmax(dim=1))
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(choose_action(obs))
         total += float(reward)
         frames.append(env.render())
         if terminated or truncated:
