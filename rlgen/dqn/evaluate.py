@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -34,31 +36,59 @@ def evaluate_policy(
 
 
 def _evaluate(q_net, env_id, episodes, seed, device, epsilon, max_envs) -> tuple[float, float]:
-    num_envs = min(episodes, max_envs)
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+
+    was_training = q_net.training
+    q_net.eval()
+    try:
+        return play_episodes(greedy, env_id, episodes, seed=seed, epsilon=epsilon, max_envs=max_envs)
+    finally:
+        q_net.train(was_training)
+
+
+def play_episodes(
+    act: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    episodes: int,
+    *,
+    seed: int = 0,
+    epsilon: float = 0.0,
+    max_envs: int = 100,
+    observe: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[float, float]:
+    """Mean and std of the return of ``act(obs) -> actions`` over ``episodes`` episodes.
+
+    ``observe(terminations, truncations)``, when given, hears every step (memory agents
+    reset there). Copy i runs the episodes i, i + num_envs, ...: a fixed quota per copy
+    keeps the estimate unbiased towards short episodes.
+    """
+    num_envs = num_eval_envs(episodes, max_envs)
     envs = make_vector_env(env_id, num_envs, seed=seed, training=False)
     rng = np.random.default_rng(seed)
-    # Copy i runs the episodes i, i + num_envs, ...: a fixed quota per copy keeps the
-    # estimate unbiased towards short episodes.
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
     returns: list[float] = []
     done_count = np.zeros(num_envs, dtype=np.int64)
-    was_training = q_net.training
-    q_net.eval()
-    obs, _ = envs.reset(seed=seed)
     num_actions = int(envs.single_action_space.n)
+    obs, _ = envs.reset(seed=seed)
     while (done_count < quota).any():
-        with torch.inference_mode():
-            actions = q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+        actions = act(obs)
         if epsilon > 0:
             explore = rng.random(num_envs) < epsilon
             actions = np.where(explore, rng.integers(0, num_actions, size=num_envs), actions)
-        obs, _, _, _, infos = envs.step(actions)
+        obs, _, terminations, truncations, infos = envs.step(actions)
+        if observe is not None:
+            observe(terminations, truncations)
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
                 if done_count[i] < quota[i]:
                     returns.append(float(infos["episode"]["r"][i]))
                     done_count[i] += 1
     envs.close()
-    q_net.train(was_training)
     return float(np.mean(returns)), float(np.std(returns))
+
+
+def num_eval_envs(episodes: int, max_envs: int) -> int:
+    return min(episodes, max_envs)

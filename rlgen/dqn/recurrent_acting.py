@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlgen.dqn.evaluate import num_eval_envs, play_episodes
 from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
 from rlgen.dqn.video import play_episode
-from rlgen.envs import make_vector_env
 
 
 class SequenceActor:
@@ -88,33 +88,14 @@ def evaluate_sequence_policy(
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
-    num_envs = min(episodes, max_envs)
-    envs = make_vector_env(env_id, num_envs, seed=seed, training=False)
-    rng = np.random.default_rng(seed)
-    quota = np.full(num_envs, episodes // num_envs)
-    quota[: episodes % num_envs] += 1
-    returns: list[float] = []
-    done_count = np.zeros(num_envs, dtype=np.int64)
     was_training = q_net.training
     q_net.eval()
-    actor = SequenceActor(q_net, num_envs, device)
-    num_actions = int(envs.single_action_space.n)
-    obs, _ = envs.reset(seed=seed)
-    while (done_count < quota).any():
-        actions = actor.step(obs).argmax(dim=1).cpu().numpy()
-        if epsilon > 0:
-            explore = rng.random(num_envs) < epsilon
-            actions = np.where(explore, rng.integers(0, num_actions, size=num_envs), actions)
-        obs, _, terminations, truncations, infos = envs.step(actions)
-        actor.observe(terminations, truncations)
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                if done_count[i] < quota[i]:
-                    returns.append(float(infos["episode"]["r"][i]))
-                    done_count[i] += 1
-    envs.close()
-    q_net.train(was_training)
-    return float(np.mean(returns)), float(np.std(returns))
+    actor = SequenceActor(q_net, num_eval_envs(episodes, max_envs), device)
+    try:
+        return play_episodes(lambda obs: actor.step(obs).argmax(dim=1).cpu().numpy(), env_id, episodes,
+                             seed=seed, epsilon=epsilon, max_envs=max_envs, observe=actor.observe)
+    finally:
+        q_net.train(was_training)
 
 
 def record_sequence_episode(
