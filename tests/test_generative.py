@@ -21,7 +21,8 @@ from rlgen.generative.vae.losses import elbo, gaussian_kl, importance_sampled_nl
 from rlgen.generative.vae.train import train as train_vae
 from rlgen.generative.wgan_gp.config import WGANGPConfig
 from rlgen.generative.wgan_gp.losses import gradient_penalty
-from rlgen.generative.wgan_gp.networks import Critic
+from rlgen.generative.wgan_gp.networks import Critic, MLPCritic
+from rlgen.generative.wgan_gp.sample import build_critic
 from rlgen.generative.wgan_gp.train import train as train_gan
 from rlgen.training import load_checkpoint
 
@@ -257,6 +258,18 @@ def test_wgan_gp_critic_loss_falls_and_wasserstein_estimate_rises(runs):
     w_first, w_last = _first_last(history, "charts/wasserstein_estimate")
     assert w_last > w_first, history["charts/wasserstein_estimate"]
     assert "losses/gradient_penalty" in history and "losses/generator" in history
+
+
+def test_mlp_wgan_gp_learns_and_its_generator_reloads_from_the_run(tmp_path):
+    config = tiny_gan(architecture="mlp", generator_hidden_sizes=[32, 64], critic_hidden_sizes=[64, 32])
+    result = train_gan(config, logdir=tmp_path, device="cpu", progress=False)
+    w_first, w_last = _first_last(result.history, "charts/wasserstein_estimate")
+    assert w_last > w_first, result.history["charts/wasserstein_estimate"]
+    critic = build_critic(config, (1, 8, 8))
+    assert isinstance(critic, MLPCritic) and critic(torch.zeros(3, 1, 8, 8)).shape == (3,)
+    assert not any(isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm)) for m in critic.modules())
+    samples = generate("gan", result.run_dir, num_images=6, seed=3)
+    assert samples.images.shape == (6, 1, 8, 8) and samples.images.std() > 0.01
 
 
 def test_diffusion_loss_falls(runs):

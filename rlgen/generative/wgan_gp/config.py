@@ -27,6 +27,12 @@ class WGANGPConfig:
     adam_beta2: float = field(default=0.9, metadata={"help": "Adam beta2 (Algorithm 1: 0.9)."})
     n_critic: int = field(default=5, metadata={"help": "Critic steps per generator step (Algorithm 1: 5)."})
     gp_lambda: float = field(default=10.0, metadata={"help": "Gradient penalty weight lambda (Algorithm 1: 10)."})
+    architecture: Literal["dcgan", "mlp"] = field(
+        default="dcgan",
+        metadata={
+            "help": "Both nets: dcgan (conv generator and critic) or mlp (about 50x fewer FLOPs: CPU-sized runs)."
+        },
+    )
     generator_channels: list[int] = field(
         default_factory=lambda: [256, 128, 64],
         metadata={"help": "Generator conv widths from the lowest resolution up; each level doubles the side."},
@@ -34,6 +40,12 @@ class WGANGPConfig:
     critic_channels: list[int] = field(
         default_factory=lambda: [64, 128, 256],
         metadata={"help": "Critic conv widths from full resolution down; each level halves the side."},
+    )
+    generator_hidden_sizes: list[int] = field(
+        default_factory=lambda: [256, 512, 1024], metadata={"help": "MLP generator widths (architecture=mlp)."}
+    )
+    critic_hidden_sizes: list[int] = field(
+        default_factory=lambda: [512, 256], metadata={"help": "MLP critic widths (architecture=mlp)."}
     )
     critic_norm: Literal["none", "layer"] = field(
         default="none",
@@ -68,6 +80,6 @@ class WGANGPConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
-        for name in ("generator_channels", "critic_channels"):
+        for name in ("generator_channels", "critic_channels", "generator_hidden_sizes", "critic_hidden_sizes"):
             if not getattr(self, name) or min(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a non-empty list of positive ints")

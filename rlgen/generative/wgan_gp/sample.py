@@ -9,13 +9,21 @@ import torch
 
 from rlgen.generative.runs import config_from_run, open_run
 from rlgen.generative.wgan_gp.config import WGANGPConfig
-from rlgen.generative.wgan_gp.networks import Generator
+from rlgen.generative.wgan_gp.networks import Critic, Generator, MLPCritic
 
 ALGO = "gan"
 
 
 def build_generator(config: WGANGPConfig, image_shape: tuple[int, int, int]) -> Generator:
-    return Generator(config.latent_dim, image_shape, config.generator_channels)
+    if config.architecture == "mlp":
+        return Generator(config.latent_dim, image_shape, hidden_sizes=config.generator_hidden_sizes)
+    return Generator(config.latent_dim, image_shape, channels=config.generator_channels)
+
+
+def build_critic(config: WGANGPConfig, image_shape: tuple[int, int, int]) -> Critic | MLPCritic:
+    if config.architecture == "mlp":
+        return MLPCritic(image_shape, config.critic_hidden_sizes, config.critic_norm)
+    return Critic(image_shape, config.critic_channels, config.critic_norm)
 
 
 def load(run_dir: str | Path, device: torch.device) -> tuple[Generator, WGANGPConfig, dict[str, Any]]:

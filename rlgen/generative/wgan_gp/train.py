@@ -25,8 +25,7 @@ from rlgen.generative.runs import (
 )
 from rlgen.generative.wgan_gp.config import WGANGPConfig
 from rlgen.generative.wgan_gp.losses import gradient_penalty
-from rlgen.generative.wgan_gp.networks import Critic
-from rlgen.generative.wgan_gp.sample import ALGO, build_generator, generate_images
+from rlgen.generative.wgan_gp.sample import ALGO, build_critic, build_generator, generate_images
 from rlgen.training import (
     GracefulInterrupt,
     Precision,
@@ -60,7 +59,7 @@ def train(
     image_shape = tuple(data["image_shape"])
 
     generator = build_generator(config, image_shape).to(torch_device)
-    critic = Critic(image_shape, config.critic_channels, config.critic_norm).to(torch_device)
+    critic = build_critic(config, image_shape).to(torch_device)
     betas = (config.adam_beta1, config.adam_beta2)
     generator_opt = make_optimizer("adam", generator.parameters(), config.learning_rate, betas=betas)
     critic_opt = make_optimizer("adam", critic.parameters(), config.learning_rate, betas=betas)
