@@ -17,6 +17,7 @@ from rlgen.generative.evaluation import (
     evaluate_samples,
     fid,
     frechet_distance,
+    inception_fid,
     kid,
     load_or_train_classifier,
 )
@@ -137,3 +138,36 @@ def test_evaluate_samples_rejects_bad_input_and_missing_torchmetrics(digits_clas
     monkeypatch.setitem(sys.modules, "torchmetrics", None)  # as if not installed
     with pytest.raises(RlgenError, match="torchmetrics is not installed.*pip install torchmetrics"):
         evaluate_samples(torch.rand(10, 1, 8, 8), "digits", classifier=model, inception_weights="w.pth")
+
+
+def test_inception_fid_feeds_torchmetrics_rgb_unit_images_in_chunks(tmp_path, monkeypatch):
+    """The torchmetrics call itself needs Inception weights and torchvision (not here): a stand-in
+    metric checks what rlgen feeds it - the weights path, 3-channel [0, 1] batches, real first."""
+    import rlgen.generative.evaluation.evaluate as evaluate_module
+
+    calls = []
+
+    class RecordingFID:
+        def __init__(self, feature, normalize, feature_extractor_weights_path):
+            calls.append(("init", feature, normalize, feature_extractor_weights_path))
+
+        def to(self, device):
+            return self
+
+        def update(self, images, real):
+            calls.append(("update", tuple(images.shape), float(images.min()), float(images.max()), real))
+
+        def compute(self):
+            return torch.tensor(7.5)
+
+    monkeypatch.setattr(evaluate_module, "_fid_metric_class", lambda: RecordingFID)
+    weights = tmp_path / "pt_inception.pth"
+    with pytest.raises(RlgenError, match="do not exist"):
+        inception_fid(torch.rand(4, 1, 8, 8), torch.rand(6, 1, 8, 8), weights)
+    weights.write_bytes(b"weights")
+    samples, reference = torch.rand(5, 1, 8, 8), torch.rand(6, 1, 8, 8)
+    assert inception_fid(samples, reference, weights, batch_size=4) == 7.5
+    assert calls[0] == ("init", 2048, True, str(weights))
+    updates = [c for c in calls if c[0] == "update"]
+    assert [(u[1][0], u[4]) for u in updates] == [(4, True), (2, True), (4, False), (1, False)]
+    assert all(u[1][1:] == (3, 8, 8) and 0 <= u[2] and u[3] <= 1 for u in updates)

@@ -169,10 +169,12 @@ def test_evaluate_scores_the_samples_against_the_runs_dataset(logdir, monkeypatc
 
     seen = {}
 
-    def fake_evaluate_samples(samples01, dataset_name, *, labels=None, data_dir=None, device="cpu"):
+    def fake_evaluate_samples(samples01, dataset_name, *, labels=None, data_dir=None, device="cpu",
+                              inception_weights=None):  # fmt: skip
         seen.update(shape=tuple(samples01.shape), low=float(samples01.min()), high=float(samples01.max()))
-        seen.update(dataset=dataset_name, labels=labels, data_dir=data_dir)
-        return {"fid": 12.5, "fid_floor": 1.5, "kid": 3.0, "kid_floor": 0.1, "num_samples": 10.0}
+        seen.update(dataset=dataset_name, labels=labels, data_dir=data_dir, inception_weights=inception_weights)
+        result = {"fid": 12.5, "fid_floor": 1.5, "kid": 3.0, "kid_floor": 0.1, "num_samples": 10.0}
+        return result | ({"inception_fid": 42.0} if inception_weights else {})
 
     monkeypatch.setattr(evaluation, "evaluate_samples", fake_evaluate_samples)
     result = invoke("sample", "vae", "--logdir", str(logdir), "-n", "10", "--evaluate", "--data-dir", "/data",
@@ -181,3 +183,9 @@ def test_evaluate_scores_the_samples_against_the_runs_dataset(logdir, monkeypatc
     assert seen["shape"] == (10, 1, 8, 8) and 0 <= seen["low"] and seen["high"] <= 1
     assert (seen["dataset"], seen["labels"], seen["data_dir"]) == ("digits", None, "/data")
     assert "fid 12.5  fid_floor 1.5  kid 3  kid_floor 0.1" in result.output
+    assert seen["inception_weights"] is None and "inception_fid" not in result.output
+    # Inception weights imply --evaluate and add torchmetrics' FID.
+    result = invoke("sample", "vae", "--logdir", str(logdir), "-n", "10", "--inception-weights", "w.pth",
+                    "--out", str(logdir / "eval.png"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen["inception_weights"] == "w.pth" and "inception_fid 42" in result.output

@@ -157,10 +157,15 @@ def train(
 @click.option("--interpolate", is_flag=True, help="vae, gan: rows of latent interpolations.")
 @click.option("--evaluate", is_flag=True, help="Also print the domain FID / KID of the samples vs the test split.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the dataset is (--evaluate).")
+@click.option(
+    "--inception-weights", type=click.Path(dir_okay=False), default=None,
+    help="FID Inception-v3 weights (torch-fidelity's pt_inception-2015-12-05 file): adds torchmetrics' "
+    "Inception FID to --evaluate (needs torchmetrics and torch-fidelity).",
+)  # fmt: skip
 @user_errors
 def sample(
     model, run_dir, logdir, num_images, out, seed, device, scheduler, steps, class_label, guidance, interpolate,
-    evaluate, data_dir,
+    evaluate, data_dir, inception_weights,
 ):  # fmt: skip
     """Write a grid of samples from a trained MODEL (vae, gan or diffusion) to a PNG.
 
@@ -170,6 +175,7 @@ def sample(
       rlgen sample vae --interpolate --out walk.png
       rlgen sample diffusion --scheduler ddim --steps 50 --class 7 --guidance 3
       rlgen sample diffusion -n 1000 --scheduler ddpm --steps 50 --evaluate
+      rlgen sample gan -n 1000 --evaluate --inception-weights pt_inception-2015-12-05-6726825d.pth
     """
     from rlgen.generative.runs import find_latest_run, run_directory, sample_metrics
     from rlgen.generative.sampling import generate
@@ -183,8 +189,10 @@ def sample(
     )  # fmt: skip
     path = save_image_grid(samples.images, out, nrow=samples.nrow)
     click.echo(f"wrote {path} ({num_images} {'interpolated ' if interpolate else ''}samples from {run})")
-    if evaluate:
-        metrics = sample_metrics(samples.images, samples.dataset, data_dir, resolve_device(device), samples.labels)
+    if evaluate or inception_weights is not None:
+        metrics = sample_metrics(
+            samples.images, samples.dataset, data_dir, resolve_device(device), samples.labels, inception_weights
+        )
         click.echo("  ".join(f"{tag.removeprefix('eval/')} {value:.4g}" for tag, value in metrics.items()))
 
 

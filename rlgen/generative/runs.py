@@ -122,14 +122,18 @@ def sample_metrics(
     data_dir: str | None,
     device: torch.device,
     labels: torch.Tensor | None = None,
+    inception_weights: str | None = None,
 ) -> dict[str, float]:
     """Domain FID / KID of samples (N, C, H, W) in [0, 1] vs the test split, as ``eval/`` scalars.
 
     The floor (real train images vs test) is reported beside each metric; with
-    ``labels``, ``eval/class_match`` is the share the classifier puts in the requested class.
+    ``labels``, ``eval/class_match`` is the share the classifier puts in the requested class;
+    with ``inception_weights``, ``eval/inception_fid`` is torchmetrics' FID.
     """
     from rlgen.generative.evaluation import evaluate_samples
 
-    result = evaluate_samples(samples01, dataset, labels=labels, data_dir=data_dir, device=device)
-    keys = ("fid", "fid_floor", "kid", "kid_floor", "class_match")
+    result = evaluate_samples(
+        samples01, dataset, labels=labels, data_dir=data_dir, device=device, inception_weights=inception_weights
+    )
+    keys = ("fid", "fid_floor", "kid", "kid_floor", "class_match", "inception_fid")
     return {f"eval/{key}": result[key] for key in keys if key in result}

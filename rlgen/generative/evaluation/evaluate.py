@@ -36,6 +36,13 @@ def _fid_metric_class():
     return FrechetInceptionDistance
 
 
+def _inception_weights_file(weights_path: str | Path) -> Path:
+    weights_path = Path(weights_path).expanduser()
+    if not weights_path.is_file():
+        raise RlgenError(f"Inception weights {weights_path} do not exist; pass the path of the weights file")
+    return weights_path
+
+
 def inception_fid(
     samples01: torch.Tensor,
     reference01: torch.Tensor,
@@ -51,9 +58,7 @@ def inception_fid(
         weights_path: the FID Inception weights file (torch-fidelity's format).
     """
     metric_cls = _fid_metric_class()
-    weights_path = Path(weights_path).expanduser()
-    if not weights_path.is_file():
-        raise RlgenError(f"Inception weights {weights_path} do not exist; pass the path of the weights file")
+    weights_path = _inception_weights_file(weights_path)
     try:
         metric = metric_cls(feature=2048, normalize=True, feature_extractor_weights_path=str(weights_path))
     except ModuleNotFoundError as e:  # torchmetrics raises this when torch-fidelity is missing
@@ -114,6 +119,7 @@ def evaluate_samples(
         )
     if inception_weights is not None:
         _fid_metric_class()  # fail now, not after minutes of feature extraction
+        _inception_weights_file(inception_weights)
     n, c, h, w = samples01.shape
     if h != w:
         raise ValueError(f"samples must be square; got {h}x{w}")
