@@ -54,19 +54,17 @@ class TrainResult:
 
 def td_loss(q_net, target_net, batch: ReplayBatch, config: DQNConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """TD loss of a batch; returns (loss, per-sample TD errors, mean Q of the taken actions)."""
-    batch_size = batch.actions.shape[0]
     with torch.no_grad():
         next_target = target_net(batch.next_obs)  # (B, A)
-    if config.double_q:
-        # Double DQN (van Hasselt et al. 2016): the online net picks the next action, the
-        # target net scores it. One forward over [obs; next_obs] halves the per-update
-        # kernel launches, which dominate for small networks.
-        q_both = q_net(torch.cat([batch.obs, batch.next_obs]))  # (2B, A)
-        q_all, next_online = q_both[:batch_size], q_both[batch_size:].detach()
-        next_values = next_target.gather(1, next_online.argmax(dim=1, keepdim=True)).squeeze(1)
-    else:
-        q_all = q_net(batch.obs)  # (B, A)
-        next_values = next_target.max(dim=1).values
+        if config.double_q:
+            # Double DQN (van Hasselt et al. 2016): the online net picks the next action, the
+            # target net scores it. A separate no-grad pass (not one pass over [obs; next_obs])
+            # keeps backward to B rows: backward is the largest cost of a small update on CPU.
+            next_action = q_net(batch.next_obs).argmax(dim=1, keepdim=True)  # (B, 1)
+            next_values = next_target.gather(1, next_action).squeeze(1)
+        else:
+            next_values = next_target.max(dim=1).values
+    q_all = q_net(batch.obs)  # (B, A)
     targets = (batch.returns + batch.discounts * next_values).float()  # (B,)
     q_taken = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1).float()  # (B,)
     td_errors = targets - q_taken
