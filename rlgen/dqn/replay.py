@@ -153,8 +153,9 @@ class ReplayBuffer:
 
     def _stack(self, t: np.ndarray, env: np.ndarray) -> np.ndarray:
         """Observations ending at slots ``t`` of copies ``env``: (B, *obs_shape)."""
-        if self.frame_stack == 1:
-            return self.frames[t, env]
+        if self.frame_stack == 1:  # rows of the [size * num_envs, *frame] view: take beats 2-D fancy indexing
+            frames = self.frames.reshape(-1, *self.frames.shape[2:])
+            return frames.take(t * self.num_envs + env, axis=0)
         # Walk back while the episode goes on; repeat the earliest frame before its start,
         # as gymnasium's FrameStackObservation(padding_type="reset") does.
         index = np.empty((len(t), self.frame_stack), dtype=np.int64)
@@ -176,10 +177,10 @@ class ReplayBuffer:
         return out[:batch_size]
 
     def _sampleable(self, flat: np.ndarray) -> np.ndarray:
-        t, env = np.divmod(flat, self.num_envs)
+        t = flat // self.num_envs
         # The oldest frame_stack slots may have lost their history to overwriting.
         age = (self.pos - t) % self.size
-        return self.valid[t, env] & (age < self.size - self.frame_stack + 1)
+        return self.valid.ravel().take(flat) & (age < self.size - self.frame_stack + 1)
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplayBatch:
         flat = self._sample_slots(batch_size, rng)
@@ -189,25 +190,26 @@ class ReplayBuffer:
     def _gather(self, flat: np.ndarray, weights: np.ndarray) -> ReplayBatch:
         t, env = np.divmod(flat, self.num_envs)
         # The n-step window of each sample, (B, n): step k counts while the episode goes on
-        # and slot t+k holds a written transition (the newest slot has none yet).
+        # and slot t+k holds a written transition (the newest slot has none yet). Per-step
+        # arrays are [size, num_envs], so cell (t, env) is ravel()[t * num_envs + env].
         window = (t[:, None] + np.arange(self.n_step)) % self.size
-        env_col = env[:, None]
-        dones = self.dones[window, env_col]
+        cells = window * self.num_envs + env[:, None]  # (B, n)
+        dones = self.dones.ravel().take(cells)
         cont = np.ones_like(dones)
-        cont[:, 1:] = ~dones[:, :-1] & self.valid[window[:, 1:], env_col]
+        cont[:, 1:] = ~dones[:, :-1] & self.valid.ravel().take(cells[:, 1:])
         alive = np.logical_and.accumulate(cont, axis=1)  # (B, n)
-        rewards = self.rewards[window, env_col]
+        rewards = self.rewards.ravel().take(cells)
         returns = (alive * rewards * self._gamma_powers[: self.n_step]).sum(axis=1)
         steps = alive.sum(axis=1)  # m >= 1
         rows = np.arange(len(t))
         last = window[rows, steps - 1]
-        terminated = self.terminations[last, env]
+        terminated = self.terminations.ravel().take(cells[rows, steps - 1])
         discounts = np.where(terminated, 0.0, self._gamma_powers[steps])
         next_t = (last + 1) % self.size
         to = self._to_tensor
         return ReplayBatch(
             obs=to(self._stack(t, env)),
-            actions=to(self.actions[t, env]),
+            actions=to(self.actions.ravel().take(flat)),
             returns=to(returns.astype(np.float32)),
             next_obs=to(self._stack(next_t, env)),
             discounts=to(discounts.astype(np.float32)),
