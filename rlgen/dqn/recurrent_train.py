@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from rlgen.config import to_dict
 from rlgen.dqn.config import DQNConfig
-from rlgen.dqn.recurrent_acting import SequenceActor, evaluate_sequence_policy
+from rlgen.dqn.recurrent_acting import SequenceActor, evaluate_sequence_policy, record_sequence_episode
 from rlgen.dqn.recurrent_networks import (
     RecurrentQNetwork,
     TransformerQNetwork,
@@ -38,7 +38,7 @@ from rlgen.dqn.recurrent_networks import (
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceBatch, SequenceReplayBuffer
 from rlgen.dqn.reporting import TrainingReport
-from rlgen.dqn.train import TrainResult, update_target
+from rlgen.dqn.train import TrainResult, finish_run, update_target
 from rlgen.envs import make_vector_env
 from rlgen.training import (
     GracefulInterrupt,
@@ -170,6 +170,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
         optimizer, config.lr_schedule, total_steps=total_updates,
         warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
     )
+    # Listed once: walking the module tree on every update costs more than a small update's Adam step.
+    online_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     precision = Precision(config.precision, torch_device)
 
     first = context_steps(config)
@@ -258,7 +260,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                     with precision.autocast():
                         loss, priorities, q_mean = sequence_td_loss(q_net, target_net, batch, config, first)
                     gradient_step(
-                        loss, optimizer, q_net.parameters(),
+                        loss, optimizer, online_params,
                         max_grad_norm=config.max_grad_norm or None, scaler=precision.scaler,
                     )
                     lr_schedule.step()
@@ -267,7 +269,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                         buffer.update_priorities(batch.indices, priorities.float().cpu().numpy())
                     report.update(loss, q_mean)
             if vector_step % target_every == 0:
-                update_target(q_net, target_net, config.tau)
+                update_target(online_params, target_params, config.tau)
 
             # -- report ----------------------------------------------------------------------
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
@@ -286,22 +288,5 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     bar.close()
     envs.close()
     checkpoint = save(final=not interrupted)
-    train_seconds = time.perf_counter() - start_time
-
-    eval_mean = eval_std = None
-    if not interrupted and config.eval_episodes > 0:
-        eval_mean, eval_std = evaluate_sequence_policy(q_net, config.env_id, config.eval_episodes,
-                                                       seed=config.seed + 100_000, device=torch_device)
-        logger.scalar("eval/episodic_return", eval_mean, global_step)
-        logger.scalar("eval/episodic_return_std", eval_std, global_step)
-        if config.capture_video:
-            from rlgen.dqn.recurrent_acting import record_sequence_episode
-
-            frames, _ = record_sequence_episode(q_net, config.env_id, seed=config.seed, device=torch_device)
-            logger.video("eval/video", frames, global_step, fps=30)
-    logger.hparams_final({"eval/episodic_return": eval_mean if eval_mean is not None else float("nan")})
-    logger.close()
-    return TrainResult(
-        run_dir=logger.run_dir, checkpoint=checkpoint, global_step=global_step, eval_mean=eval_mean,
-        eval_std=eval_std, wall_seconds=train_seconds, interrupted=interrupted,
-    )
+    return finish_run(logger, config, q_net, checkpoint, global_step, time.perf_counter() - start_time,
+                      interrupted, evaluate_sequence_policy, record_sequence_episode, torch_device)

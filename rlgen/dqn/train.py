@@ -300,18 +300,26 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
         logger.scalar("charts/kept_best_step", best.step, global_step)
         logger.scalar("charts/kept_best_return", best.mean, global_step)
     checkpoint = save(final=not interrupted)
-    train_seconds = time.perf_counter() - start_time
+    from rlgen.dqn.video import record_episode
 
+    return finish_run(logger, config, q_net, checkpoint, global_step, time.perf_counter() - start_time,
+                      interrupted, evaluate_policy, record_episode, torch_device)
+
+
+def finish_run(logger: RunLogger, config: DQNConfig, q_net: torch.nn.Module, checkpoint: Path, global_step: int,
+               train_seconds: float, interrupted: bool, evaluate, record, device: torch.device) -> TrainResult:
+    """The end of a DQN run (feed-forward or recurrent): final evaluation, optional video, hparams.
+
+    ``evaluate`` and ``record`` are the agent kind's ``evaluate_policy`` / ``record_episode``.
+    """
     eval_mean = eval_std = None
     if not interrupted and config.eval_episodes > 0:
-        eval_mean, eval_std = evaluate_policy(q_net, config.env_id, config.eval_episodes,
-                                              seed=config.seed + 100_000, device=torch_device)
+        eval_mean, eval_std = evaluate(q_net, config.env_id, config.eval_episodes,
+                                       seed=config.seed + 100_000, device=device)
         logger.scalar("eval/episodic_return", eval_mean, global_step)
         logger.scalar("eval/episodic_return_std", eval_std, global_step)
         if config.capture_video:
-            from rlgen.dqn.video import record_episode
-
-            frames, _ = record_episode(q_net, config.env_id, seed=config.seed, device=torch_device)
+            frames, _ = record(q_net, config.env_id, seed=config.seed, device=device)
             logger.video("eval/video", frames, global_step, fps=30)
     logger.hparams_final({"eval/episodic_return": eval_mean if eval_mean is not None else float("nan")})
     logger.close()
