@@ -38,7 +38,7 @@ from rlgen.dqn.recurrent_networks import (
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceBatch, SequenceReplayBuffer
 from rlgen.dqn.reporting import TrainingReport
-from rlgen.dqn.train import TrainResult, finish_run, update_target
+from rlgen.dqn.train import TrainResult, finish_run, make_optimization, update_target
 from rlgen.envs import make_vector_env
 from rlgen.training import (
     GracefulInterrupt,
@@ -47,8 +47,6 @@ from rlgen.training import (
     RunLogger,
     gradient_step,
     load_checkpoint,
-    make_lr_schedule,
-    make_optimizer,
     resolve_device,
     save_checkpoint,
     seed_everything,
@@ -159,17 +157,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     q_net = build_sequence_q_network(config, obs_space, num_actions).to(torch_device)
     target_net = copy.deepcopy(q_net)
     target_net.requires_grad_(False)
-    optimizer = make_optimizer(
-        config.optimizer, q_net.parameters(), config.learning_rate,
-        weight_decay=config.weight_decay, eps=config.adam_eps,
-    )
-    steps_per_phase = config.gradient_steps if config.gradient_steps > 0 else config.train_freq * config.num_envs
-    total_updates = max(1, (config.total_timesteps - config.learning_starts) // (config.train_freq * config.num_envs)
-                        * steps_per_phase)
-    lr_schedule = make_lr_schedule(
-        optimizer, config.lr_schedule, total_steps=total_updates,
-        warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
-    )
+    optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
     # Listed once: walking the module tree on every update costs more than a small update's Adam step.
     online_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     precision = Precision(config.precision, torch_device)

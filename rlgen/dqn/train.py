@@ -107,6 +107,25 @@ class BestSnapshot:
         return True
 
 
+def make_optimization(config: DQNConfig, q_net: torch.nn.Module):
+    """The optimizer, its LR schedule over all updates, and the gradient steps per training phase.
+
+    ``gradient_steps`` <= 0 means as many updates as transitions collected (SB3's -1).
+    """
+    optimizer = make_optimizer(
+        config.optimizer, q_net.parameters(), config.learning_rate,
+        weight_decay=config.weight_decay, eps=config.adam_eps,
+    )
+    steps_per_phase = config.gradient_steps if config.gradient_steps > 0 else config.train_freq * config.num_envs
+    total_updates = max(1, (config.total_timesteps - config.learning_starts) // (config.train_freq * config.num_envs)
+                        * steps_per_phase)
+    lr_schedule = make_lr_schedule(
+        optimizer, config.lr_schedule, total_steps=total_updates,
+        warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
+    )
+    return optimizer, lr_schedule, steps_per_phase
+
+
 def update_target(
     online: torch.nn.Module | list[torch.Tensor], target: torch.nn.Module | list[torch.Tensor], tau: float
 ) -> None:
@@ -156,17 +175,7 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
     q_net = build_q_network(config, obs_space, num_actions).to(torch_device)
     target_net = copy.deepcopy(q_net)
     target_net.requires_grad_(False)
-    optimizer = make_optimizer(
-        config.optimizer, q_net.parameters(), config.learning_rate,
-        weight_decay=config.weight_decay, eps=config.adam_eps,
-    )
-    steps_per_phase = config.gradient_steps if config.gradient_steps > 0 else config.train_freq * config.num_envs
-    total_updates = max(1, (config.total_timesteps - config.learning_starts) // (config.train_freq * config.num_envs)
-                        * steps_per_phase)
-    lr_schedule = make_lr_schedule(
-        optimizer, config.lr_schedule, total_steps=total_updates,
-        warmup_steps=config.lr_warmup_steps, final_factor=config.lr_final_factor,
-    )
+    optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
     # Listed once: walking the module tree on every update costs more than the update's Adam step.
     online_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     precision = Precision(config.precision, torch_device)
