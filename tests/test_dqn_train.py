@@ -18,7 +18,7 @@ from rlgen.dqn import DQNAgent, DQNConfig, make_config
 from rlgen.dqn.networks import build_q_network
 from rlgen.dqn.replay import ReplayBatch
 from rlgen.dqn.schedules import epsilon_at
-from rlgen.dqn.train import td_loss, train, update_target
+from rlgen.dqn.train import BestSnapshot, td_loss, train, update_target
 from rlgen.training import load_checkpoint
 
 
@@ -254,3 +254,34 @@ def test_resume_loads_identical_state_and_continues_the_step_count(cartpole_run,
     changed = safetensors.torch.load_file(more.checkpoint)
     head = "model/q_net/advantage.weight" if config.dueling else "model/q_net/q.weight"
     assert not torch.equal(changed[head], saved[head])
+
+
+def test_keep_best_goes_back_to_the_better_snapshot_and_logs_it():
+    class Scalars:
+        def __init__(self):
+            self.logged = {}
+
+        def scalar(self, tag, value, step):
+            self.logged[tag] = (value, step)
+
+    q_net, target_net = nn.Linear(2, 2), nn.Linear(2, 2)
+    best = BestSnapshot(window=3)
+    best.observe([100.0, 200.0], q_net, global_step=10)  # fewer episodes than the window: ignored
+    assert best.state is None
+    best.observe([100.0, 200.0, 300.0], q_net, global_step=20)
+    good = _state(q_net)
+    with torch.no_grad():
+        q_net.weight.add_(1.0)
+    best.observe([50.0, 50.0, 50.0], q_net, global_step=30)  # worse: the snapshot stays
+    logger = Scalars()
+    best.finish([50.0, 50.0, 50.0], q_net, target_net, logger, global_step=40)
+    _assert_same(_state(q_net), good)
+    _assert_same(_state(target_net), good)
+    assert logger.logged == {"charts/kept_best_step": (20, 40), "charts/kept_best_return": (200.0, 40)}
+    # A final network at least as good as the snapshot is kept as it is.
+    with torch.no_grad():
+        q_net.weight.add_(1.0)
+    moved, logger = _state(q_net), Scalars()
+    best.finish([300.0, 300.0, 300.0], q_net, target_net, logger, global_step=50)
+    _assert_same(_state(q_net), moved)
+    assert logger.logged == {}

@@ -38,7 +38,7 @@ from rlgen.dqn.recurrent_networks import (
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceBatch, SequenceReplayBuffer
 from rlgen.dqn.reporting import TrainingReport
-from rlgen.dqn.train import TrainResult, finish_run, make_optimization, update_target
+from rlgen.dqn.train import BestSnapshot, TrainResult, finish_run, make_optimization, update_target
 from rlgen.envs import make_vector_env
 from rlgen.training import (
     GracefulInterrupt,
@@ -219,7 +219,9 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
 
     bar = ProgressBar(config.total_timesteps, desc=f"dqn-{config.backbone.kind} {config.env_id}", unit="step",
                       disable=not progress)
-    report = TrainingReport(logger, bar, config.log_interval, global_step, torch_device)
+    report = TrainingReport(logger, bar, config.log_interval, global_step, torch_device,
+                            keep_returns=max(20, config.keep_best_window))
+    best = BestSnapshot(config.keep_best_window) if config.keep_best else None
     bar.update(global_step)
     with GracefulInterrupt() as interrupt:
         while global_step < config.total_timesteps:
@@ -237,7 +239,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
             global_step += config.num_envs
             vector_step += 1
 
-            report.episodes(infos, global_step)
+            if report.episodes(infos, global_step) and best is not None:
+                best.observe(report.recent_returns, q_net, global_step)
 
             # -- learn -----------------------------------------------------------------------
             if global_step > learn_after and vector_step % config.train_freq == 0:
@@ -275,6 +278,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                 break
     bar.close()
     envs.close()
+    if best is not None and not interrupted:
+        best.finish(report.recent_returns, q_net, target_net, logger, global_step)
     checkpoint = save(final=not interrupted)
     return finish_run(logger, config, q_net, checkpoint, global_step, time.perf_counter() - start_time,
                       interrupted, evaluate_sequence_policy, record_sequence_episode, torch_device)

@@ -98,6 +98,13 @@ class BestSnapshot:
             self.mean, self.step = mean, global_step
             self.state = {k: v.detach().clone() for k, v in q_net.state_dict().items()}
 
+    def finish(self, returns: list[float], q_net: torch.nn.Module, target_net: torch.nn.Module,
+               logger: RunLogger, global_step: int) -> None:
+        """At the end of training: go back to the snapshot if it scored better, and log which one was kept."""
+        if self.restore_if_better(returns, q_net, target_net):
+            logger.scalar("charts/kept_best_step", self.step, global_step)
+            logger.scalar("charts/kept_best_return", self.mean, global_step)
+
     def restore_if_better(self, returns: list[float], q_net: torch.nn.Module, target_net: torch.nn.Module) -> bool:
         final = float(np.mean(returns[-self.window:])) if len(returns) >= self.window else -float("inf")
         if self.state is None or final >= self.mean:
@@ -305,9 +312,8 @@ def _train(config: DQNConfig, torch_device: torch.device, logdir: str | Path, re
                 break
     bar.close()
     envs.close()
-    if best is not None and not interrupted and best.restore_if_better(report.recent_returns, q_net, target_net):
-        logger.scalar("charts/kept_best_step", best.step, global_step)
-        logger.scalar("charts/kept_best_return", best.mean, global_step)
+    if best is not None and not interrupted:
+        best.finish(report.recent_returns, q_net, target_net, logger, global_step)
     checkpoint = save(final=not interrupted)
     from rlgen.dqn.video import record_episode
 
