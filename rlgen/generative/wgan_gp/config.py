@@ -30,7 +30,7 @@ class WGANGPConfig:
     architecture: Literal["dcgan", "mlp"] = field(
         default="dcgan",
         metadata={
-            "help": "Both nets: dcgan (conv generator and critic) or mlp (about 50x fewer FLOPs: CPU-sized runs)."
+            "help": "Both nets: dcgan (conv generator and critic) or mlp (about 20x fewer FLOPs: CPU-sized runs)."
         },
     )
     generator_channels: list[int] = field(

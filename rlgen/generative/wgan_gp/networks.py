@@ -2,7 +2,7 @@
 
 Critics never use batch norm: it couples the examples of a batch, and the
 gradient penalty is defined per example (Gulrajani et al., 2017, section 4).
-The MLP pair (the paper's choice for its toy datasets) costs about a fiftieth
+The MLP pair (the paper's choice for its toy datasets) costs about a twentieth
 of the conv pair's FLOPs on 28x28 images, which lets one CPU core train
 Fashion-MNIST to good samples in under an hour.
 """
