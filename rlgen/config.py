@@ -10,6 +10,7 @@ dataclasses, checking every key and type so that a typo fails with a
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -122,6 +123,38 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return str(value)
         raise ValueError(f"{where}={value!r} is not a string")
     return value
+
+
+def check_types(config: Any) -> None:
+    """Check every field of a dataclass config against its annotation (Literal choices, int, float, bool, str).
+
+    ``from_dict`` already coerces; this catches configs built directly in Python
+    (``DQNConfig(loss="l1")``) and non-finite floats (``nan``, ``inf``) from any source.
+    """
+    hints = _resolved_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, tp = getattr(config, f.name), hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            continue
+        checked = coerce(value, tp, f.name)
+        if isinstance(checked, float) and not math.isfinite(checked):
+            raise ValueError(f"{f.name}={value!r} must be a finite number")
+        if checked is not value:
+            object.__setattr__(config, f.name, checked)  # 1 -> 1.0 for a float field, 5e4 -> 50000 for an int one
+
+
+def at_least(config: Any, low: float, *names: str) -> None:
+    """Raise ``ValueError`` for the first field of ``names`` below ``low``."""
+    for name in names:
+        if getattr(config, name) < low:
+            raise ValueError(f"{name}={getattr(config, name)} must be >= {low}")
+
+
+def between(config: Any, low: float, high: float, *names: str) -> None:
+    """Raise ``ValueError`` for the first field of ``names`` outside [low, high]."""
+    for name in names:
+        if not low <= getattr(config, name) <= high:
+            raise ValueError(f"{name}={getattr(config, name)} must be in [{low}, {high}]")
 
 
 def _resolved_hints(cls: type) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 
 from rlgen.dqn import DQNAgent, make_config
-from rlgen.dqn.recurrent_acting import SequenceActor
+from rlgen.dqn.actors import SequenceActor
 from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork, build_sequence_q_network
-from rlgen.dqn.recurrent_train import sequence_td_loss
+from rlgen.dqn.losses import SequenceTDLoss
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceReplayBuffer
 from rlgen.envs import make_vector_env
 
@@ -139,7 +139,7 @@ def test_burn_in_steps_carry_no_gradient_but_do_set_the_state(kind):
     batch = buffer.sample(16, np.random.default_rng(0))
     obs = batch.obs.clone().requires_grad_(True)
     state = batch.state.clone().requires_grad_(True)
-    loss, _, _ = sequence_td_loss(net, target, batch._replace(obs=obs, state=state), config, first=5)
+    loss, _, _ = SequenceTDLoss(config, first=5)(net, target, batch._replace(obs=obs, state=state))
     loss.backward()
     assert obs.grad[:, :5].abs().max() == 0
     assert state.grad is None or state.grad.abs().max() == 0
@@ -147,7 +147,7 @@ def test_burn_in_steps_carry_no_gradient_but_do_set_the_state(kind):
     # ...and the burn-in still matters: other burn-in observations change the loss.
     other = batch.obs.clone()
     other[:, :5] += 1.0
-    loss2, _, _ = sequence_td_loss(net, target, batch._replace(obs=other), config, first=5)
+    loss2, _, _ = SequenceTDLoss(config, first=5)(net, target, batch._replace(obs=other))
     assert not torch.isclose(loss, loss2)
 
 
@@ -229,7 +229,7 @@ def test_lstm_learns_the_short_tmaze_where_chance_is_half(tmp_path):
                    "learning_starts=300", "exploration_fraction=0.4", "learning_rate=1e-3",
                    "target_update_interval=200", "sequence_length=8", "burn_in=2"],
     )
-    from rlgen.dqn.recurrent_train import train
+    from rlgen.dqn.train import train
 
     result = train(config, device="cpu", logdir=tmp_path, progress=False)
     assert result.eval_mean >= 0.95  # a memoryless policy scores 0.5

@@ -19,8 +19,10 @@ import torch
 from rlgen.config import from_dict, load_yaml, merge, nest_overrides, parse_override, to_dict
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
-from rlgen.dqn.networks import QNetwork, build_q_network
-from rlgen.dqn.recurrent_networks import build_sequence_q_network, is_sequence_config
+from rlgen.dqn.actors import SequenceActor
+from rlgen.dqn.networks import QNetwork, build_network
+from rlgen.dqn.recurrent_networks import is_sequence_config
+from rlgen.dqn.resume import read_header
 from rlgen.envs import get_spec
 from rlgen.errors import CheckpointError
 from rlgen.presets import get_preset, has_preset
@@ -87,14 +89,10 @@ class DQNAgent:
     def load(cls, path: str | Path, device: str = "cpu") -> DQNAgent:
         """Rebuild the Q-network from a checkpoint's own config (a run dir or a .safetensors file)."""
         path = checkpoint_path(path)
-        ckpt = load_checkpoint(path, map_location="cpu")
-        if ckpt.meta.get("algo") != "dqn":
-            raise CheckpointError(f"{path} is a {ckpt.meta.get('algo')!r} checkpoint, not a DQN one")
-        config = from_dict(DQNConfig, ckpt.meta["config"])
-        obs_space = gym.spaces.Box(0, 1, shape=tuple(ckpt.meta["obs_shape"]), dtype=np.dtype(ckpt.meta["obs_dtype"]))
-        build = build_sequence_q_network if is_sequence_config(config) else build_q_network
-        q_net = build(config, obs_space, int(ckpt.meta["num_actions"]))
-        ckpt.load_module("q_net", q_net)
+        header = read_header(path)  # checked against the stored tensors before anything is built
+        config, obs_space = header.config, header.obs_space
+        q_net = build_network(config, obs_space, header.num_actions)
+        load_checkpoint(path, map_location="cpu").load_module("q_net", q_net)
         torch_device = resolve_device(device)
         return cls(config, q_net, obs_space, torch_device, run_dir=path.parent)
 
@@ -109,11 +107,7 @@ class DQNAgent:
         obs = np.asarray(obs)
         single = obs.shape == self.obs_space.shape
         batch = obs[None] if single else obs
-        if self.is_sequence:
-            actions = self._sequence_q(batch, episode_start).argmax(dim=1).cpu().numpy()
-        else:
-            with torch.inference_mode():
-                actions = self.q_net(torch.as_tensor(batch, device=self.device)).argmax(dim=1).cpu().numpy()
+        actions = self._q_values(batch, episode_start).argmax(dim=1).cpu().numpy()
         if not deterministic:
             explore = np.random.random(len(actions)) < epsilon
             actions = np.where(explore, np.random.randint(self.num_actions, size=len(actions)), actions)
@@ -128,9 +122,10 @@ class DQNAgent:
         """Forget what a memory agent saw in earlier ``predict`` calls (no-op for feed-forward agents)."""
         self._actor = None
 
-    def _sequence_q(self, batch: np.ndarray, episode_start: np.ndarray | bool | None) -> torch.Tensor:
-        from rlgen.dqn.recurrent_acting import SequenceActor
-
+    def _q_values(self, batch: np.ndarray, episode_start: np.ndarray | bool | None) -> torch.Tensor:
+        if not self.is_sequence:
+            with torch.inference_mode():
+                return self.q_net(torch.as_tensor(batch, device=self.device))
         actor = self._actor
         fresh = actor is None or actor.num_envs != len(batch)
         if fresh:
@@ -148,21 +143,14 @@ class DQNAgent:
 
     def evaluate(self, episodes: int = 100, seed: int = 0, epsilon: float = 0.0) -> tuple[float, float]:
         """Mean and std of the greedy (or epsilon-greedy) return over ``episodes`` episodes."""
-        if self.is_sequence:
-            from rlgen.dqn.recurrent_acting import evaluate_sequence_policy
-
-            return evaluate_sequence_policy(self.q_net, self.config.env_id, episodes, seed=seed,
-                                            device=self.device, epsilon=epsilon)
         return evaluate_policy(self.q_net, self.config.env_id, episodes, seed=seed, device=self.device,
                                epsilon=epsilon)
 
     def record_episode(self, seed: int = 0) -> tuple[np.ndarray, float]:
         """One greedy episode rendered as frames (T, H, W, 3) uint8, and its return."""
-        if self.is_sequence:
-            from rlgen.dqn.recurrent_acting import record_sequence_episode as record
-        else:
-            from rlgen.dqn.video import record_episode as record
-        return record(self.q_net, self.config.env_id, seed=seed, device=self.device)
+        from rlgen.dqn.video import record_episode
+
+        return record_episode(self.q_net, self.config.env_id, seed=seed, device=self.device)
 
     def save(self, path: str | Path) -> Path:
         """Write the Q-network and config (safetensors + JSON header) to ``path``."""
@@ -175,12 +163,9 @@ class DQNAgent:
 
 
 def train_function(config: DQNConfig):
-    """The training loop for ``config``: ``rlgen.dqn.recurrent_train.train`` for Q-networks with
-    memory (lstm / gru / transformer backbones), ``rlgen.dqn.train.train`` otherwise."""
-    if is_sequence_config(config):
-        from rlgen.dqn.recurrent_train import train
-    else:
-        from rlgen.dqn.train import train
+    """The training loop for ``config``: ``rlgen.dqn.train.train``, one loop for every Q-network."""
+    from rlgen.dqn.train import train
+
     return train
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlgen.backbones import BackboneConfig
+from rlgen.config import at_least, between, check_types
 
 
 def _help(text: str, **kwargs):
@@ -106,22 +107,58 @@ class DQNConfig:
         "eta * max |TD| + (1 - eta) * mean |TD| over its trained steps (R2D2).", default=0.9,
     )
 
+    keep_checkpoints: int = _help(
+        "Checkpoints kept in the run's checkpoints/ folder (the newest is also checkpoint.safetensors); "
+        "only the newest keeps its replay.", default=3,
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        positive = ["total_timesteps", "num_envs", "buffer_size", "batch_size", "n_step", "train_freq",
-                    "target_update_interval"]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        """Raise ``ValueError`` naming the first bad field, its value and what is allowed.
+
+        Runs on construction, so a bad value fails before any environment step.
+        """
+        check_types(self)
+        at_least(self, 1, "total_timesteps", "num_envs", "buffer_size", "batch_size", "n_step", "train_freq",
+                 "target_update_interval", "keep_best_window", "log_interval", "keep_checkpoints",
+                 "sequence_length", "context_length")
+        at_least(self, 0, "seed", "learning_starts", "lr_warmup_steps", "eval_episodes", "eval_freq",
+                 "checkpoint_freq", "cpu_threads", "burn_in", "weight_decay", "max_grad_norm", "lr_final_factor",
+                 "per_alpha")
+        between(self, 0.0, 1.0, "gamma", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
+                "per_beta0", "per_eta")
+        if self.total_timesteps > MAX_TIMESTEPS:
+            raise ValueError(f"total_timesteps={self.total_timesteps:,} is beyond any real budget "
+                             f"(at most {MAX_TIMESTEPS:,}); check the number of zeros")
+        if self.num_envs > 4096:
+            raise ValueError(f"num_envs={self.num_envs} is more copies than one process steps well; use <= 4096")
+        if self.seed >= 2**32:
+            raise ValueError(f"seed={self.seed} must be in [0, 2**32 - 1] (numpy's seed range)")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
+                             "raise buffer_size or lower batch_size")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau} must be in (0, 1]")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma={self.gamma} must be in [0, 1]")
         if self.gradient_steps == 0 or self.gradient_steps < -1:
             raise ValueError(f"gradient_steps={self.gradient_steps} must be >= 1, or -1 (one per env step)")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
-        for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
-        if self.eval_episodes < 0:
-            raise ValueError(f"eval_episodes={self.eval_episodes} must be >= 0")
+        for name in ("learning_rate", "adam_eps", "per_eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        if self.eval_freq > 0 and self.eval_during_episodes < 1:
+            raise ValueError(f"eval_during_episodes={self.eval_during_episodes} must be >= 1 when eval_freq > 0 "
+                             "(or set eval_freq=0: evaluate at the end only)")
+        if self.compile and self.backbone.kind in ("lstm", "gru", "transformer"):
+            raise ValueError(
+                f"compile=true with backbone.kind={self.backbone.kind!r}: recurrent and transformer Q-networks "
+                "change their input length per call (acting: one step, learning: whole chunks), which makes "
+                "torch.compile recompile; set compile=false"
+            )
+
+
+# A guard against typos (an extra zero or three), far above the 200M frames of the longest Atari budgets.
+MAX_TIMESTEPS = 10_000_000_000
+# Fields a resumed run may change: its budget and how it reports, evaluates and saves; never what it learns with.
+RESUMABLE_FIELDS = ("total_timesteps", "eval_episodes", "eval_freq", "eval_during_episodes", "log_interval",
+                    "checkpoint_freq", "keep_checkpoints", "capture_video", "save_replay", "cpu_threads")

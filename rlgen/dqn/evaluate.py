@@ -1,13 +1,12 @@
-"""Deterministic evaluation: many episodes at once in a vector env."""
+"""Deterministic evaluation: many episodes at once in a vector env, acting through an actor."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from rlgen.backbones import MLP
+from rlgen.dqn.actors import Actor, make_actor
 from rlgen.envs import make_vector_env
 from rlgen.training import torch_threads
 
@@ -26,61 +25,42 @@ def evaluate_policy(
 
     Runs up to ``max_envs`` copies side by side and counts each copy's episodes
     in order, so 100 CartPole episodes cost 500 batched forward passes, not 50,000.
-    Atari is evaluated on full games with unclipped rewards (``training=False``).
+    Memory agents act with their memory (cleared at each episode start). Atari is
+    evaluated on full games with unclipped rewards (``training=False``).
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"--epsilon {epsilon} must be in [0, 1] (0 = greedy)")
     small = isinstance(getattr(q_net, "backbone", None), MLP) and torch.device(device).type == "cpu"
-    with torch_threads(1 if small else None):
-        return _evaluate(q_net, env_id, episodes, seed, device, epsilon, max_envs)
-
-
-def _evaluate(q_net, env_id, episodes, seed, device, epsilon, max_envs) -> tuple[float, float]:
-    def greedy(obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
-
+    num_envs = num_eval_envs(episodes, max_envs)
     was_training = q_net.training
     q_net.eval()
     try:
-        return play_episodes(greedy, env_id, episodes, seed=seed, epsilon=epsilon, max_envs=max_envs)
+        with torch_threads(1 if small else None):
+            envs = make_vector_env(env_id, num_envs, seed=seed, training=False)
+            actor = make_actor(q_net, num_envs, int(envs.single_action_space.n), device)
+            return play_episodes(actor, envs, episodes, seed=seed, epsilon=epsilon)
     finally:
         q_net.train(was_training)
 
 
-def play_episodes(
-    act: Callable[[np.ndarray], np.ndarray],
-    env_id: str,
-    episodes: int,
-    *,
-    seed: int = 0,
-    epsilon: float = 0.0,
-    max_envs: int = 100,
-    observe: Callable[[np.ndarray, np.ndarray], None] | None = None,
-) -> tuple[float, float]:
-    """Mean and std of the return of ``act(obs) -> actions`` over ``episodes`` episodes.
+def play_episodes(actor: Actor, envs, episodes: int, *, seed: int = 0, epsilon: float = 0.0) -> tuple[float, float]:
+    """Mean and std of the return of ``actor`` over ``episodes`` episodes of the vector env ``envs``.
 
-    ``observe(terminations, truncations)``, when given, hears every step (memory agents
-    reset there). Copy i runs the episodes i, i + num_envs, ...: a fixed quota per copy
-    keeps the estimate unbiased towards short episodes.
+    Copy i runs the episodes i, i + num_envs, ...: a fixed quota per copy keeps the
+    estimate unbiased towards short episodes. Closes ``envs``.
     """
-    num_envs = num_eval_envs(episodes, max_envs)
-    envs = make_vector_env(env_id, num_envs, seed=seed, training=False)
-    rng = np.random.default_rng(seed)
+    num_envs = envs.num_envs
+    rng = np.random.default_rng(seed) if epsilon > 0 else None
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
     returns: list[float] = []
     done_count = np.zeros(num_envs, dtype=np.int64)
-    num_actions = int(envs.single_action_space.n)
     obs, _ = envs.reset(seed=seed)
     while (done_count < quota).any():
-        actions = act(obs)
-        if epsilon > 0:
-            explore = rng.random(num_envs) < epsilon
-            actions = np.where(explore, rng.integers(0, num_actions, size=num_envs), actions)
-        obs, _, terminations, truncations, infos = envs.step(actions)
-        if observe is not None:
-            observe(terminations, truncations)
+        obs, _, terminations, truncations, infos = envs.step(actor.act(obs, epsilon, rng))
+        actor.observe(terminations, truncations)
         if "episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
                 if done_count[i] < quota[i]:

@@ -15,15 +15,12 @@ stream of frames) but marked invalid, so it is never sampled as a transition.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import save_file
-
+from rlgen.dqn.replay_io import load_replay, save_replay
 from rlgen.dqn.sum_tree import SumTree
 
 
@@ -104,8 +101,8 @@ class ReplayBuffer:
         self.valid[self.pos] = False
         self._on_overwrite(self.pos)
 
-    def start(self, obs: np.ndarray) -> None:
-        """Store the observations of the first reset, (num_envs, *obs_shape)."""
+    def start(self, obs: np.ndarray, states: np.ndarray | None = None) -> None:
+        """Store the observations of the first reset, (num_envs, *obs_shape); ``states``: unused (no memory)."""
         self.frames[self.pos] = self._newest_frame(obs)
         self.link[self.pos] = False
         self.valid[self.pos] = False
@@ -118,6 +115,7 @@ class ReplayBuffer:
         truncations: np.ndarray,
         next_obs: np.ndarray,
         autoreset: np.ndarray,
+        next_states: np.ndarray | None = None,
     ) -> None:
         """Record one vector step taken from the newest slot.
 
@@ -125,6 +123,7 @@ class ReplayBuffer:
             actions, rewards, terminations, truncations, next_obs: what ``envs.step`` got and gave.
             autoreset: (num_envs,) bool, True where this step was the autoreset step that
                 follows an episode end (its action was ignored, ``next_obs`` is a reset).
+            next_states: unused (feed-forward acting carries no memory).
         """
         t = self.pos
         real = ~autoreset
@@ -247,19 +246,18 @@ class ReplayBuffer:
             getattr(self, name)[...] = arrays[name]
         self.pos, self.full = int(meta["pos"]), bool(int(meta["full"]))
 
-    def save(self, path: Path) -> Path:
+    def save(self, path: Path, token: str = "") -> Path:
         """Write the buffer to ``path`` (safetensors), atomically."""
-        arrays, meta = self.state_arrays()
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-        return path
+        return save_replay(self, Path(path), token)
 
-    def load(self, path: Path) -> None:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata()
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-        self.load_state_arrays(arrays, meta)
+    def load(self, path: Path) -> str:
+        """Fill the buffer from a file written by :meth:`save`; returns its token."""
+        return load_replay(self, Path(path))
+
+    def restart(self, obs: np.ndarray, states: np.ndarray | None = None) -> None:
+        """The environments start new episodes (a resume that could not restore them): a fresh stream."""
+        self.skip_slot()
+        self.start(obs)
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):

@@ -45,6 +45,20 @@ class TrainingReport:
         self.recent_returns = self.recent_returns[-self.keep_returns:]
         return bool(finished.any())
 
+    def reset_clock(self, global_step: int) -> None:
+        """Steps/s count from here (after set-up, or a resume)."""
+        self.sps_time, self.sps_step = time.perf_counter(), global_step
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to report (and keep_best) as the uninterrupted one would."""
+        return {"recent_returns": self.recent_returns, "next_log": self.next_log, "count": self.count,
+                "loss_sum": float(self.loss_sum), "q_sum": float(self.q_sum)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent_returns = [float(r) for r in state["recent_returns"]]
+        self.next_log, self.count = int(state["next_log"]), int(state["count"])
+        self.loss_sum.fill_(state["loss_sum"]), self.q_sum.fill_(state["q_sum"])
+
     def update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:
         self.loss_sum += loss.detach()
         self.q_sum += q_mean

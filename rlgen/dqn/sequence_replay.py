@@ -26,11 +26,13 @@ actor had when it reached each slot is stored too, and a chunk starts from it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from rlgen.dqn.replay_io import load_replay, save_replay
 from rlgen.dqn.sum_tree import SumTree
 
 
@@ -244,6 +246,38 @@ class SequenceReplayBuffer:
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Uniform replay keeps no priorities."""
 
+    # -- saving ----------------------------------------------------------------------------
+
+    _ARRAYS = ("obs", "actions", "rewards", "terminations", "dones", "valid", "starts", "startable")
+
+    def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Arrays and scalar metadata that restore this buffer exactly (for resuming)."""
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        if self.states is not None:
+            arrays["states"] = self.states
+        meta = {"pos": str(self.pos), "written": str(self.written), "kind": type(self).__name__}
+        return arrays, meta
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        for name in (*self._ARRAYS, *(["states"] if self.states is not None else [])):
+            getattr(self, name)[...] = arrays[name]
+        self.pos, self.written = int(meta["pos"]), int(meta["written"])
+
+    def save(self, path: Path, token: str = "") -> Path:
+        """Write the buffer to ``path`` (safetensors), atomically."""
+        return save_replay(self, Path(path), token)
+
+    def load(self, path: Path) -> str:
+        """Fill the buffer from a file written by :meth:`save`; returns its token."""
+        return load_replay(self, Path(path))
+
+    def restart(self, obs: np.ndarray, states: np.ndarray | None = None) -> None:
+        """The environments start new episodes (a resume that could not restore them): the newest
+        slot ends its trajectory like an autoreset step, and ``obs`` starts the next ones."""
+        none = np.zeros(self.num_envs, dtype=bool)
+        self.add(np.zeros(self.num_envs, dtype=np.int64), np.zeros(self.num_envs, dtype=np.float32), none, none,
+                 obs, ~none, states)
+
 
 class PrioritizedSequenceReplayBuffer(SequenceReplayBuffer):
     """Prioritized chunks (R2D2): proportional priorities on a sum tree over start slots.
@@ -274,6 +308,17 @@ class PrioritizedSequenceReplayBuffer(SequenceReplayBuffer):
         weights = (len(self) * probs) ** (-beta)
         weights = (weights / weights.max()).astype(np.float32)
         return self._gather(flat, weights)
+
+    def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        arrays, meta = super().state_arrays()
+        arrays["tree"] = self.tree.nodes
+        meta["max_priority"] = repr(self.max_priority)
+        return arrays, meta
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        super().load_state_arrays(arrays, meta)
+        self.tree.nodes[...] = arrays["tree"]
+        self.max_priority = float(meta["max_priority"])
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priorities of sampled chunks from their mixed |TD error|, (B,)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +19,22 @@ def record_episode(
     device: torch.device | str = "cpu",
     max_steps: int = 10_000,
 ) -> tuple[np.ndarray, float]:
-    """Play one greedy episode with rgb_array rendering; returns (frames (T, H, W, 3) uint8, return)."""
-    q_net.eval()
+    """Play one greedy episode with rgb_array rendering; returns (frames (T, H, W, 3) uint8, return).
 
-    def greedy(obs: np.ndarray) -> int:
-        with torch.inference_mode():
-            return int(q_net(torch.as_tensor(obs[None], device=device)).argmax(dim=1))
+    Memory agents act with their memory, through the same actor as in training.
+    """
+    from rlgen.dqn.actors import make_actor
 
-    return play_episode(greedy, env_id, seed=seed, max_steps=max_steps)
-
-
-def play_episode(
-    choose_action: Callable[[np.ndarray], int], env_id: str, *, seed: int = 0, max_steps: int = 10_000
-) -> tuple[np.ndarray, float]:
-    """One rendered episode of ``env_id`` with actions from ``choose_action(obs)``: (frames, return)."""
     # pygame (classic-control rendering) opens an audio device it never uses; keep it quiet.
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    q_net.eval()
     env = make_env(get_spec(env_id), training=False, render_mode="rgb_array")
+    actor = make_actor(q_net, 1, int(env.action_space.n), device)
     obs, _ = env.reset(seed=seed)
     frames, total = [env.render()], 0.0
     for _ in range(max_steps):
-        obs, reward, terminated, truncated, _ = env.step(choose_action(obs))
+        obs, reward, terminated, truncated, _ = env.step(int(actor.act(obs[None])[0]))
+        actor.observe(np.array([terminated]), np.array([truncated]))
         total += float(reward)
         frames.append(env.render())
         if terminated or truncated:

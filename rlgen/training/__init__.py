@@ -4,13 +4,16 @@ Algorithms write their own loops and import these pieces from here.
 """
 
 from rlgen.training.checkpoint import Checkpoint, checkpoint_info, load_checkpoint, save_checkpoint
-from rlgen.training.device import resolve_device, seed_everything, torch_threads
+from rlgen.training.device import resolve_device, seed_everything, set_deterministic, torch_threads
 from rlgen.training.ema import EMA
 from rlgen.training.interrupt import GracefulInterrupt
 from rlgen.training.logger import RunLogger, make_grid, save_image_grid
 from rlgen.training.optim import gradient_step, make_lr_schedule, make_optimizer, maybe_compile
 from rlgen.training.precision import Precision
 from rlgen.training.progress import ProgressBar
+from rlgen.training.result import TrainResult
+from rlgen.training.rng import RunRNG
+from rlgen.training.run_checkpoints import RunCheckpoints, resume_location
 
 __all__ = [
     "EMA",
@@ -18,7 +21,10 @@ __all__ = [
     "GracefulInterrupt",
     "Precision",
     "ProgressBar",
+    "RunCheckpoints",
     "RunLogger",
+    "RunRNG",
+    "TrainResult",
     "checkpoint_info",
     "gradient_step",
     "load_checkpoint",
@@ -27,8 +33,10 @@ __all__ = [
     "make_optimizer",
     "maybe_compile",
     "resolve_device",
+    "resume_location",
     "save_checkpoint",
     "save_image_grid",
     "seed_everything",
+    "set_deterministic",
     "torch_threads",
 ]

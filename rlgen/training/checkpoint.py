@@ -40,6 +40,7 @@ REQUIRED_META = ("config", "step", "algo")
 # Tags marking non-JSON values inside the encoded optimizer state.
 _TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit; larger means "not safetensors"
+HISTORY = "checkpoints"  # a run directory's folder of earlier checkpoints (rlgen.training.run_checkpoints)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -208,6 +209,18 @@ def save_checkpoint(
 # ----------------------------------------------------------------------------- loading
 
 
+def earlier_checkpoints_hint(path: Path) -> str:
+    """Advice naming the earlier checkpoints kept beside a damaged one, if there are any."""
+    run_dir = path.parent.parent if path.parent.name == HISTORY else path.parent
+    # A hard link of the damaged file (checkpoint.safetensors and its step file) is no way out.
+    kept = [p for p in sorted((run_dir / HISTORY).glob("step-*.safetensors"))
+            if not (path.exists() and os.path.samefile(p, path))]
+    if not kept:
+        return "no earlier checkpoint of this run is kept; start the run again"
+    return f"use an earlier checkpoint: --resume {kept[-1]}"
+
+
+
 def _read_header(path: Path) -> tuple[dict, dict]:
     """Validate the file's framing and return (safetensors header, rlgen header).
 
@@ -222,7 +235,7 @@ def _read_header(path: Path) -> tuple[dict, dict]:
         prefix = f.read(8)
         if len(prefix) < 8:
             raise CheckpointError(
-                f"checkpoint {path} is truncated ({size} bytes); the save was interrupted, use an earlier checkpoint"
+                f"checkpoint {path} is truncated ({size} bytes); the save was interrupted, {earlier_checkpoints_hint(path)}"
             )
         (header_len,) = struct.unpack("<Q", prefix)
         raw = f.read(min(header_len, _MAX_HEADER_BYTES))
@@ -231,7 +244,7 @@ def _read_header(path: Path) -> tuple[dict, dict]:
     if len(raw) < header_len:
         raise CheckpointError(
             f"checkpoint {path} is truncated (its header is cut off at {size} bytes); "
-            "the save was interrupted, use an earlier checkpoint"
+            f"the save was interrupted, {earlier_checkpoints_hint(path)}"
         )
     try:
         st_header = json.loads(raw)
@@ -249,7 +262,7 @@ def _read_header(path: Path) -> tuple[dict, dict]:
     if size < expected:
         raise CheckpointError(
             f"checkpoint {path} is truncated ({size} of {expected} bytes); "
-            "the save was interrupted, use an earlier checkpoint"
+            f"the save was interrupted, {earlier_checkpoints_hint(path)}"
         )
     text = (st_header.get("__metadata__") or {}).get(HEADER_KEY)
     if text is None:
@@ -260,7 +273,7 @@ def _read_header(path: Path) -> tuple[dict, dict]:
     try:
         header = json.loads(text)
     except ValueError:
-        raise CheckpointError(f"checkpoint {path} has a corrupt rlgen header; use an earlier checkpoint") from None
+        raise CheckpointError(f"checkpoint {path} has a corrupt rlgen header; {earlier_checkpoints_hint(path)}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path} has an 'rlgen' header of an unknown format; pass a checkpoint saved by rlgen")
     if header.get("version", 0) > VERSION:
@@ -298,6 +311,28 @@ def checkpoint_info(path: str | Path) -> dict:
         "optimizers": list(header["optimizers"]),
         "extra": list(header["extra"]),
     }
+
+
+def check_module_shapes(path: str | Path, name: str, build) -> None:
+    """Check that ``build()`` makes a module whose tensors match module ``name`` in the file, building it
+    on the meta device (no memory), before anyone builds it for real from a header's config.
+
+    Raises:
+        CheckpointError: a tensor is missing, extra or of another shape; the header does not fit the file.
+    """
+    path = Path(path)
+    st_header, _ = _read_header(path)
+    prefix = f"model/{name}/"
+    stored = {k[len(prefix):]: tuple(v["shape"]) for k, v in st_header.items() if k.startswith(prefix)}
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    bad = sorted(k for k in expected.keys() | stored.keys() if expected.get(k) != stored.get(k))
+    if bad:
+        key = bad[0]
+        raise CheckpointError(
+            f"checkpoint {path}: its config asks for {name}.{key} of shape {expected.get(key)}, the file holds "
+            f"{stored.get(key)}; the header does not fit the stored tensors (the file was altered or is not rlgen's)"
+        )
 
 
 @dataclass
@@ -396,5 +431,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with safetensors.safe_open(str(path), framework="pt", device=device) as f:
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for corrupt data
-        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}); use an earlier checkpoint") from exc
+        raise CheckpointError(f"checkpoint {path} is corrupt ({exc}); {earlier_checkpoints_hint(path)}") from exc
     return Checkpoint(path=path, meta=header["meta"], tensors=tensors, header=header)

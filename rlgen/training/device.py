@@ -77,6 +77,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    set_deterministic(deterministic)
+
+
+def set_deterministic(deterministic: bool) -> None:
+    """Ask torch and cuDNN for deterministic kernels, or set their fast defaults back."""
     if deterministic:
         # cuBLAS needs this workspace setting for reproducible matmuls (CUDA >= 10.2).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
