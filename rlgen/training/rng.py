@@ -9,10 +9,9 @@ shuffling). Threading a generator through all of them is not possible, so a run
     with run_rng.active():      # the globals now hold this run's streams
         net = build(...)        # init draws from the run's stream
 
-Swapping is lazy: entering ``active()`` costs nothing while the same run was
-the last one active, so a single run pays nothing per step; two runs stepped
-alternately in one process (many seeds, tests) each see exactly the stream
-they would see alone. Other generators a run uses (the replay / exploration
+torch's stream is swapped in and out around every block; the rest only when
+another run was active last (see ``active``). Two runs stepped alternately in
+one process (many seeds, tests) each see exactly the streams they see alone. Other generators a run uses (the replay / exploration
 ``numpy.random.Generator``, the environments' own) are owned outright and saved
 beside these.
 """
@@ -74,32 +73,51 @@ class RunRNG:
 
     def __init__(self, seed: int):
         self._state = _seeded(seed)
+        self._inside = False
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Make this run's streams the globals (a no-op if they already are)."""
+        """Make this run's streams the globals while the block runs.
+
+        torch's CPU stream (what initialisation, dropout and ``torch.randn`` draw from)
+        is swapped in and out on every call (about 1 us each way), so draws made
+        between the run's steps never touch it. numpy's and python's legacy streams
+        and CUDA's (rlgen itself never draws from the first two) are swapped only when
+        another run was active last (about 60 us), so a lone run pays nothing for them.
+        """
         global _current, _process_state
         if _current is not self:
-            if _current is not None:
-                _current._state = _capture()
+            if _current is not None:  # its torch stream is already back in its state
+                _current._state = {**_capture(), "torch": _current._state["torch"]}
             elif _process_state is None:
                 _process_state = _capture()
             _restore(self._state)
             _current = self
-        yield
+        outside = torch.get_rng_state()
+        torch.set_rng_state(self._state["torch"])
+        self._inside = True
+        try:
+            yield
+        finally:
+            self._inside = False
+            self._state["torch"] = torch.get_rng_state()
+            torch.set_rng_state(outside)
 
     def release(self) -> None:
         """The run is over: keep its final states and give the globals back to the process."""
         global _current, _process_state
         if _current is self:
-            self._state = _capture()
+            self._state = {**_capture(), "torch": self._state["torch"]}
             _current = None
             if _process_state is not None:
-                _restore(_process_state)
+                _restore({**_process_state, "torch": torch.get_rng_state()})
                 _process_state = None
 
     def _latest(self) -> dict[str, Any]:
-        return _capture() if _current is self else self._state
+        if _current is not self:
+            return self._state
+        # Inside active() the globals hold the run's torch stream; outside, self._state does.
+        return {**_capture(), "torch": torch.get_rng_state() if self._inside else self._state["torch"]}
 
     # -- saving ------------------------------------------------------------------------------
 
@@ -132,5 +150,5 @@ class RunRNG:
             state["cuda"] = [tensors[f"run_rng_cuda_{i}"].cpu().to(torch.uint8) for i in range(meta["num_cuda"])]
         self._state = state
         if _current is self:
-            _restore(state)
+            _restore(state)  # the torch stream too; active() swaps it back out when its block ends
 
