@@ -18,6 +18,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from rlgen.errors import InputError
+
 C = TypeVar("C")
 
 
@@ -52,7 +54,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            raise InputError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return from_dict(tp, value, prefix=f"{where}.")
     if tp is Any:
         return value
@@ -60,7 +62,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         allowed = get_args(tp)
         if value in allowed:
             return value
-        raise ValueError(f"{where}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+        raise InputError(f"{where}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -73,26 +75,26 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 return coerce(value, arg, where)
             except ValueError as exc:
                 errors.append(str(exc))
-        raise ValueError(f"{where}={value!r} is not a {_type_name(tp)}")
+        raise InputError(f"{where}={value!r} is not a {_type_name(tp)}")
     if origin in (list, tuple):
         (item_tp, *_) = get_args(tp) or (Any,)
         if isinstance(value, (int, float, str)) and not isinstance(value, bool) and origin is list:
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}={value!r} is not a {_type_name(tp)}")
+            raise InputError(f"{where}={value!r} is not a {_type_name(tp)}")
         items = [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return origin(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}={value!r} is not a mapping")
+            raise InputError(f"{where}={value!r} is not a mapping")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{where}={value!r} is not a bool; use true or false")
+        raise InputError(f"{where}={value!r} is not a bool; use true or false")
     if tp is int:
         if isinstance(value, bool):
-            raise ValueError(f"{where}={value!r} is not an int")
+            raise InputError(f"{where}={value!r} is not an int")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -104,10 +106,10 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 as_float = None
             if as_float is not None and as_float.is_integer():
                 return int(as_float)
-        raise ValueError(f"{where}={value!r} is not an int")
+        raise InputError(f"{where}={value!r} is not an int")
     if tp is float:
         if isinstance(value, bool):
-            raise ValueError(f"{where}={value!r} is not a float")
+            raise InputError(f"{where}={value!r} is not a float")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -115,13 +117,13 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ValueError(f"{where}={value!r} is not a float")
+        raise InputError(f"{where}={value!r} is not a float")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ValueError(f"{where}={value!r} is not a string")
+        raise InputError(f"{where}={value!r} is not a string")
     return value
 
 
@@ -138,7 +140,7 @@ def check_types(config: Any) -> None:
             continue
         checked = coerce(value, tp, f.name)
         if isinstance(checked, float) and not math.isfinite(checked):
-            raise ValueError(f"{f.name}={value!r} must be a finite number")
+            raise InputError(f"{f.name}={value!r} must be a finite number")
         if checked is not value:
             object.__setattr__(config, f.name, checked)  # 1 -> 1.0 for a float field, 5e4 -> 50000 for an int one
 
@@ -147,14 +149,14 @@ def at_least(config: Any, low: float, *names: str) -> None:
     """Raise ``ValueError`` for the first field of ``names`` below ``low``."""
     for name in names:
         if getattr(config, name) < low:
-            raise ValueError(f"{name}={getattr(config, name)} must be >= {low}")
+            raise InputError(f"{name}={getattr(config, name)} must be >= {low}")
 
 
 def between(config: Any, low: float, high: float, *names: str) -> None:
     """Raise ``ValueError`` for the first field of ``names`` outside [low, high]."""
     for name in names:
         if not low <= getattr(config, name) <= high:
-            raise ValueError(f"{name}={getattr(config, name)} must be in [{low}, {high}]")
+            raise InputError(f"{name}={getattr(config, name)} must be in [{low}, {high}]")
 
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
@@ -167,7 +169,7 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown {cls.__name__} field {prefix}{unknown[0]!r}; valid fields: {', '.join(names)}"
         )
     kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
@@ -186,11 +188,11 @@ def to_dict(config: Any) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value`` and YAML-parse the value (``1e-3``, ``[64, 64]``, ``true``)."""
     if "=" not in text:
-        raise ValueError(f"--set {text!r} must look like key=value (e.g. --set learning_rate=1e-3)")
+        raise InputError(f"--set {text!r} must look like key=value (e.g. --set learning_rate=1e-3)")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ValueError(f"--set {text!r} has an empty key")
+        raise InputError(f"--set {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -213,7 +215,7 @@ def nest_overrides(pairs: dict[str, Any]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {part!r} is not a nested config")
+                raise InputError(f"--set {key}: {part!r} is not a nested config")
         node[parts[-1]] = value
     return nested
 
@@ -239,17 +241,24 @@ def apply_overrides(config: C, overrides: list[str] | dict[str, Any]) -> C:
     return from_dict(type(config), merged)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What a YAML error says, with its line and column (1-based)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a clear error for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+        raise InputError(f"config file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
+        raise InputError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")
+        raise InputError(f"config file {str(path)!r} must hold a mapping of field: value")
     return data

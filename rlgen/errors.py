@@ -1,13 +1,19 @@
 """User-facing errors.
 
-Library code raises ``ValueError`` (bad config values, bad spaces) or one of the
-subclasses below; the CLI turns any of them into one line on stderr and a
-non-zero exit, never a traceback.
+Library code raises one of these for anything a user caused (a bad config value,
+a missing file, a checkpoint that is not rlgen's); the CLI turns them, and only
+them, into one line on stderr and exit code 2. Any other exception is a bug in
+rlgen and keeps its traceback. ``InputError`` is also a ``ValueError``, so code
+that catches ``ValueError`` for bad values keeps working.
 """
 
 
 class RlgenError(Exception):
     """An error the user caused and can fix; its message says how."""
+
+
+class InputError(RlgenError, ValueError):
+    """A value given to rlgen is not allowed; the message names it and what is."""
 
 
 class CheckpointError(RlgenError):

@@ -34,6 +34,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from rlgen.backbones import BackboneConfig, build_backbone, is_sequence_model
 from rlgen.config import from_dict
+from rlgen.errors import InputError
 
 
 def _backbone_input(observation_space: gym.Space) -> gym.Space | tuple[int, ...]:
@@ -42,7 +43,7 @@ def _backbone_input(observation_space: gym.Space) -> gym.Space | tuple[int, ...]
         return observation_space
     if isinstance(observation_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
         return (get_flattened_obs_dim(observation_space),)  # one-hot / flattened float vectors
-    raise ValueError(
+    raise InputError(
         f"RlgenFeaturesExtractor takes Box, Discrete, MultiDiscrete or MultiBinary observations; got a "
         f"{type(observation_space).__name__} space. For Dict spaces use SB3's CombinedExtractor."
     )
@@ -71,7 +72,7 @@ class RlgenFeaturesExtractor(BaseFeaturesExtractor):
         # needs features_dim, which needs the backbone: build it first, attach it after.
         module = build_backbone(config, _backbone_input(observation_space))
         if is_sequence_model(module):
-            raise ValueError(
+            raise InputError(
                 f"backbone.kind={config.kind!r} takes (B, T, ...) sequences, but SB3 feeds single "
                 "observations; use mlp, nature_cnn, small_cnn or impala_cnn"
             )

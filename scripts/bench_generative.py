@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from rlgen.cli.generative_cmds import make_config
+from rlgen.generative.configs import make_config
 from rlgen.data import load_dataset, to_model_range
 from rlgen.generative.diffusion.sample import load as load_diffusion
 from rlgen.generative.diffusion.sample import make_scheduler, sample
@@ -157,9 +157,9 @@ PLAIN = {"vae": plain_vae, "gan": plain_gan, "diffusion": plain_diffusion}
 
 
 def train_fn(model: str):
-    from rlgen.cli.generative_cmds import _model
+    from rlgen.generative.configs import model_parts
 
-    return _model(model)[1]
+    return model_parts(model)[1]
 
 
 # ----------------------------------------------------------------------------- main

@@ -14,6 +14,7 @@ from torch import nn
 from rlgen.backbones.config import CNN_KINDS, BackboneConfig
 from rlgen.backbones.mlp import make_activation
 from rlgen.backbones.spaces import InputSpec, check_input
+from rlgen.errors import InputError
 
 # What each kind expects, for the construction-time error message.
 _EXPECTED = {
@@ -63,14 +64,14 @@ def image_shape(spec: InputSpec, kind: str, min_hw: int) -> tuple[int, int, int]
     prefix = f"{kind} expects observations of shape {_EXPECTED[kind]}; got {spec.describe()}."
     hint = f" {_HINT.get(kind, 'Use another backbone')}: {others}"
     if spec.n_categories is not None or len(spec.shape) != 3:
-        raise ValueError(prefix + hint)
+        raise InputError(prefix + hint)
     c, h, w = spec.shape
     # A trailing 1/3/4 after a big first dim is almost surely (H, W, C) from an
     # unwrapped env (MinAtar, raw Atari, PIL images).
     if w in (1, 3, 4) and c > 4:
-        raise ValueError(f"{prefix} It looks channel-last (H, W, C); transpose it to (C, H, W).{hint}")
+        raise InputError(f"{prefix} It looks channel-last (H, W, C); transpose it to (C, H, W).{hint}")
     if h < min_hw or w < min_hw:
-        raise ValueError(prefix + hint)
+        raise InputError(prefix + hint)
     return c, h, w
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from rlgen.errors import InputError
+
 Kind = Literal["mlp", "nature_cnn", "small_cnn", "impala_cnn", "lstm", "gru", "transformer"]
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu", "leaky_relu"]
 Positional = Literal["sinusoidal", "learned"]
@@ -81,21 +83,21 @@ class BackboneConfig:
         ):
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"backbone.{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
+                raise InputError(f"backbone.{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
         for name in ("hidden_sizes", "channels"):
             sizes = getattr(self, name)
             if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
-                raise ValueError(f"backbone.{name}={sizes!r} must be a list of positive ints")
+                raise InputError(f"backbone.{name}={sizes!r} must be a list of positive ints")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"backbone.dropout={self.dropout!r} must be in [0, 1)")
+            raise InputError(f"backbone.dropout={self.dropout!r} must be in [0, 1)")
         if self.features_dim < 0:
-            raise ValueError(f"backbone.features_dim={self.features_dim!r} must be >= 0 (0 = no linear layer)")
+            raise InputError(f"backbone.features_dim={self.features_dim!r} must be >= 0 (0 = no linear layer)")
         for name in ("rnn_hidden_size", "rnn_layers", "d_model", "n_heads", "n_layers", "ff_mult", "max_len"):
             value = getattr(self, name)
             if value < 1:
-                raise ValueError(f"backbone.{name}={value!r} must be >= 1")
+                raise InputError(f"backbone.{name}={value!r} must be >= 1")
         if self.d_model % self.n_heads:
-            raise ValueError(
+            raise InputError(
                 f"backbone.d_model={self.d_model} must be divisible by backbone.n_heads={self.n_heads}"
             )
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from rlgen.backbones.config import ACTIVATIONS, BackboneConfig
 from rlgen.backbones.spaces import InputSpec, flat_features
+from rlgen.errors import InputError
 
 
 def make_activation(name: str) -> nn.Module:
@@ -20,7 +21,7 @@ def make_activation(name: str) -> nn.Module:
         "leaky_relu": nn.LeakyReLU,
     }
     if name not in modules:
-        raise ValueError(f"activation={name!r} is not allowed; choose one of {', '.join(ACTIVATIONS)}")
+        raise InputError(f"activation={name!r} is not allowed; choose one of {', '.join(ACTIVATIONS)}")
     return modules[name]()
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from rlgen.backbones.config import BackboneConfig
 from rlgen.backbones.mlp import mlp_layers
 from rlgen.backbones.spaces import InputSpec, flat_features
+from rlgen.errors import InputError
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -94,7 +95,7 @@ class RecurrentBackbone(nn.Module):
         if resets is None:
             return self.rnn(h, state)  # one cuDNN call over all T steps
         if tuple(resets.shape) != (batch, steps):
-            raise ValueError(f"resets must have shape (B, T) = {(batch, steps)}; got {tuple(resets.shape)}")
+            raise InputError(f"resets must have shape (B, T) = {(batch, steps)}; got {tuple(resets.shape)}")
         resets = resets.bool()
         # Only the time steps where some row resets break the sequence; between
         # them the fused kernel runs over whole chunks. One host sync here.

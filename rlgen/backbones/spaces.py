@@ -14,6 +14,8 @@ import gymnasium
 import torch
 import torch.nn.functional as F
 
+from rlgen.errors import InputError
+
 SUPPORTED_SPACES = "a gymnasium Box, a gymnasium Discrete, or a shape tuple such as (4, 84, 84)"
 
 
@@ -44,12 +46,12 @@ def input_spec(space: gymnasium.spaces.Space | tuple[int, ...]) -> InputSpec:
     """Turn a Box, a Discrete or a shape tuple into an ``InputSpec``; ``ValueError`` otherwise."""
     if isinstance(space, gymnasium.spaces.Discrete):
         if space.start != 0:
-            raise ValueError(f"Discrete observation spaces must start at 0 for one-hot encoding; got {space}")
+            raise InputError(f"Discrete observation spaces must start at 0 for one-hot encoding; got {space}")
         return InputSpec(shape=(), n_categories=int(space.n))
     if isinstance(space, gymnasium.spaces.Box):
         shape = tuple(int(d) for d in space.shape)
     elif isinstance(space, gymnasium.spaces.Space):
-        raise ValueError(
+        raise InputError(
             f"backbones accept {SUPPORTED_SPACES}; got a {type(space).__name__} space {space}. "
             "Flatten it first (gymnasium.wrappers.FlattenObservation) or build one backbone per part."
         )
@@ -58,9 +60,9 @@ def input_spec(space: gymnasium.spaces.Space | tuple[int, ...]) -> InputSpec:
     ):
         shape = tuple(space)
     else:
-        raise ValueError(f"backbones accept {SUPPORTED_SPACES}; got {space!r}")
+        raise InputError(f"backbones accept {SUPPORTED_SPACES}; got {space!r}")
     if any(d < 1 for d in shape):
-        raise ValueError(f"input shape {shape} has an empty dimension; every size must be >= 1")
+        raise InputError(f"input shape {shape} has an empty dimension; every size must be >= 1")
     return InputSpec(shape=shape)
 
 
@@ -77,7 +79,7 @@ def check_input(x: torch.Tensor, spec: InputSpec, lead: int, who: str) -> None:
         names = "(B, T" if lead == 2 else "(B"
         expected = names + "".join(f", {d}" for d in spec.shape) + ")"
         what = f" integer indices of {spec.describe()}" if spec.n_categories is not None else ""
-        raise ValueError(f"{who} expects input of shape {expected}{what}; got {tuple(x.shape)}")
+        raise InputError(f"{who} expects input of shape {expected}{what}; got {tuple(x.shape)}")
 
 
 def flat_features(x: torch.Tensor, spec: InputSpec, lead: int, who: str) -> torch.Tensor:

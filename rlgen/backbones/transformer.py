@@ -15,6 +15,7 @@ from torch import nn
 from rlgen.backbones.config import BackboneConfig
 from rlgen.backbones.mlp import make_activation, mlp_layers
 from rlgen.backbones.spaces import InputSpec, flat_features
+from rlgen.errors import InputError
 
 
 def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
@@ -120,10 +121,10 @@ class TransformerBackbone(nn.Module):
         feats = flat_features(x, self.spec, lead=2, who="transformer")  # (B, T, flat_dim)
         batch, steps = feats.shape[:2]
         if steps > self.max_len:
-            raise ValueError(f"transformer got a sequence of {steps} steps; max_len is {self.max_len}")
+            raise InputError(f"transformer got a sequence of {steps} steps; max_len is {self.max_len}")
         if padding_mask is not None:
             if tuple(padding_mask.shape) != (batch, steps):
-                raise ValueError(
+                raise InputError(
                     f"padding_mask must have shape (B, T) = {(batch, steps)}; got {tuple(padding_mask.shape)}"
                 )
             padding_mask = padding_mask.bool()

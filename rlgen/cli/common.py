@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from rlgen.errors import RlgenError
+from rlgen.errors import InputError, RlgenError
 
 
 def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,14 +43,40 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+# Exit code of a run stopped by Ctrl-C / SIGTERM after saving (the shell's 128 + SIGINT).
+INTERRUPTED_EXIT = 130
+
+
+def refuse_on_resume(options: dict[str, Any], allowed: str) -> None:
+    """A resumed run keeps its own config: refuse, all at once, the options that would change it."""
+    given = [flag for flag, value in options.items() if value]
+    if given:
+        raise InputError(
+            f"--resume continues a run with its own config, so {', '.join(given)} cannot be given with it "
+            f"(on resume only {allowed} may be); start a new run to change them"
+        )
+
+
+def debug_enabled() -> bool:
+    """``rlgen --debug ...``: show tracebacks, even of rlgen's own errors."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into one line on stderr and exit code 2."""
+    """Turn rlgen's own errors (what a user caused and can fix) into one line on stderr and exit code 2.
+
+    Any other exception is a bug and keeps its traceback; ``rlgen --debug`` shows
+    the traceback of rlgen's errors too.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (RlgenError, ValueError, FileNotFoundError) as exc:
+        except RlgenError as exc:
+            if debug_enabled():
+                raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             click.echo(f"Error: {message}", err=True)
             sys.exit(2)

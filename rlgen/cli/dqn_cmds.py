@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from rlgen.cli.common import training_options, user_errors
+from rlgen.cli.common import INTERRUPTED_EXIT, refuse_on_resume, training_options, user_errors
+from rlgen.errors import InputError
 
 
 @click.command("train-dqn")
@@ -20,20 +19,21 @@ from rlgen.cli.common import training_options, user_errors
 @user_errors
 def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file):
     """Train a DQN agent on ENV_ID (e.g. CartPole-v1, MinAtar/Breakout-v1, ALE/Pong-v5)."""
-    from rlgen.config import from_dict
-    from rlgen.dqn import DQNConfig, make_config
-    from rlgen.dqn.agent import checkpoint_path, train_function
-    from rlgen.training import load_checkpoint
+    from rlgen.dqn import make_config
+    from rlgen.dqn.agent import train_function
+    from rlgen.dqn.resume import read_header
+    from rlgen.training import resume_location
 
     if resume is not None:
-        # The checkpoint's own config wins; command-line fields may only extend the run.
-        ckpt = load_checkpoint(checkpoint_path(resume))
-        config = from_dict(DQNConfig, ckpt.meta["config"])
+        # The checkpoint's own config wins; the command line may only extend the run.
+        refuse_on_resume({"--preset": preset, "--seed": seed, "--num-envs": num_envs, "--set": overrides,
+                          "--config": config_file}, allowed="--total-steps, --device, --logdir, --quiet")
+        config = read_header(resume_location(resume)[0]).config
         if config.env_id != env_id:
-            raise click.UsageError(f"--resume {resume} is a run of {config.env_id}, not {env_id}")
+            raise InputError(f"--resume {resume} is a run of {config.env_id}, not {env_id}; "
+                             f"resume it with: rlgen train-dqn {config.env_id} --resume {resume}")
         if total_steps is not None:
-            config.total_timesteps = total_steps
-        resume = checkpoint_path(resume)
+            config = dataclasses.replace(config, total_timesteps=total_steps)
     else:
         config = make_config(
             env_id, preset, config_file=config_file, overrides=list(overrides),
@@ -44,7 +44,7 @@ def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device
     if result.interrupted:
         click.echo(f"interrupted at step {result.global_step:,}: checkpoint saved to {result.checkpoint}")
         click.echo(f"resume with: rlgen train-dqn {env_id} --resume {result.run_dir}")
-        raise SystemExit(130)
+        raise SystemExit(INTERRUPTED_EXIT)
     click.echo(f"checkpoint: {result.checkpoint}")
     click.echo(f"trained {result.global_step:,} steps in {result.wall_seconds:.1f} s")
     if result.eval_mean is not None:

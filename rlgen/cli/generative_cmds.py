@@ -2,59 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import click
 
-from rlgen.cli.common import training_options, user_errors
-from rlgen.errors import UnknownNameError
-
-MODELS = ("vae", "gan", "diffusion")
-
-
-def _model(name: str) -> tuple[type, Any]:
-    """(config class, train function) of a model name, imported only when asked for."""
-    if name == "vae":
-        from rlgen.generative.vae.config import VAEConfig
-        from rlgen.generative.vae.train import train
-
-        return VAEConfig, train
-    if name == "gan":
-        from rlgen.generative.wgan_gp.config import WGANGPConfig
-        from rlgen.generative.wgan_gp.train import train
-
-        return WGANGPConfig, train
-    if name == "diffusion":
-        from rlgen.generative.diffusion.config import DiffusionConfig
-        from rlgen.generative.diffusion.train import train
-
-        return DiffusionConfig, train
-    raise UnknownNameError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-
-
-def make_config(
-    model: str,
-    data: str | None = None,
-    preset: str | None = None,
-    config_file: str | None = None,
-    overrides: list[str] | None = None,
-    **fields: Any,
-) -> Any:
-    """The config of ``model``: preset (``agents/<model>.yml``, named after the dataset) < --config < --set < flags."""
-    from rlgen.config import apply_overrides, from_dict, load_yaml, merge
-    from rlgen.presets import get_preset, has_preset
-
-    config_cls, _ = _model(model)
-    name = preset or data or "digits"
-    values = get_preset(model, name) if preset is not None or has_preset(model, name) else {}
-    values["data"] = data or values.get("data") or name
-    if config_file is not None:
-        values = merge(values, load_yaml(config_file))
-    config = from_dict(config_cls, values)
-    config = apply_overrides(config, list(overrides or []))
-    explicit = {key: value for key, value in fields.items() if value is not None}
-    return apply_overrides(config, explicit) if explicit else config
-
+from rlgen.cli.common import INTERRUPTED_EXIT, refuse_on_resume, training_options, user_errors
+from rlgen.generative.configs import make_config, model_parts
 
 @click.command("train")
 @click.argument("model")
@@ -98,25 +51,13 @@ def train(
     """
     from rlgen.generative.runs import config_from_run, open_run
 
-    config_cls, train_fn = _model(model)
+    config_cls, train_fn = model_parts(model)
     if resume is not None:
-        changed = [
-            flag
-            for flag, value in (
-                ("--data", data),
-                ("--preset", preset),
-                ("--batch-size", batch_size),
-                ("--seed", seed),
-                ("--set", overrides),
-                ("--config", config_file),
-            )
-            if value
-        ]
-        if changed:
-            raise ValueError(f"--resume continues a run with its own config; only --steps may change, not {changed[0]}")
+        refuse_on_resume({"--data": data, "--preset": preset, "--batch-size": batch_size, "--seed": seed,
+                          "--set": overrides, "--config": config_file}, allowed="--steps, --device, --quiet")
         config = config_from_run(open_run(resume, model), config_cls)
         if steps is not None:
-            config.steps = steps
+            config = dataclasses.replace(config, steps=steps)
     else:
         config = make_config(model, data, preset, config_file, list(overrides), seed=seed, steps=steps,
                              batch_size=batch_size)  # fmt: skip
@@ -134,7 +75,7 @@ def train(
         click.echo(f"{tag}: {value:.4g}")
     if result.interrupted:
         click.echo(f"interrupted at step {result.step:,}; resume with: rlgen train {model} --resume {result.run_dir}")
-        raise SystemExit(130)
+        raise SystemExit(INTERRUPTED_EXIT)
     click.echo(f"sample with: rlgen sample {model} --run {result.run_dir}")
 
 
@@ -181,7 +122,7 @@ def sample(
     from rlgen.generative.sampling import generate
     from rlgen.training import resolve_device, save_image_grid
 
-    _model(model)  # unknown names fail here, before any search
+    model_parts(model)  # unknown names fail here, before any search
     run = run_directory(run_dir) if run_dir is not None else find_latest_run(logdir, model)
     samples = generate(
         model, run, num_images=num_images, seed=seed, device=resolve_device(device), scheduler=scheduler,

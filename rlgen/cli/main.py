@@ -9,7 +9,8 @@ from rlgen import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rlgen")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show full tracebacks, also for rlgen's one-line errors.")
+def cli(debug: bool) -> None:
     """rlgen: DQN agents and generative models (VAE, WGAN-GP, diffusion) on PyTorch.
 
     Watch any run with: tensorboard --logdir runs
@@ -19,9 +20,10 @@ def cli() -> None:
 def _register() -> None:
     # Commands live in one module per stack; importing them here keeps
     # `rlgen --help` complete.
-    from rlgen.cli import presets_cmd
+    from rlgen.cli import config_cmd, presets_cmd
 
     cli.add_command(presets_cmd.presets)
+    cli.add_command(config_cmd.config_cmd)
     for module_name in ("rlgen.cli.dqn_cmds", "rlgen.cli.generative_cmds"):
         try:
             module = __import__(module_name, fromlist=["COMMANDS"])

@@ -35,7 +35,7 @@ from rlgen.data.registry import (
     resolve_name,
     unknown_name_error,
 )
-from rlgen.errors import RlgenError
+from rlgen.errors import InputError, RlgenError
 
 __all__ = [
     "DATASETS",
@@ -117,7 +117,7 @@ def load_dataset(
         RlgenError: the files are missing (says where rlgen looked and how to get them) or corrupt.
     """
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+        raise InputError(f"split must be 'train' or 'test'; got {split!r}")
     spec = resolve_name(name_or_path)
     path = Path(name_or_path).expanduser()
     if spec is not None and not (path.is_dir() and os.sep in name_or_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen.errors import RlgenError
+from rlgen.errors import InputError, RlgenError
 
 RECORD_BYTES = 1 + 3 * 32 * 32
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -53,7 +53,7 @@ def write_cifar_batch(path: str | os.PathLike, images: np.ndarray, labels: np.nd
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels)
     if images.ndim != 4 or images.shape[1:] != (3, 32, 32) or labels.shape != (images.shape[0],):
-        raise ValueError(
+        raise InputError(
             f"write_cifar_batch: expected images (N, 3, 32, 32) and labels (N,); got "
             f"{images.shape} and {labels.shape}"
         )

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlgen.errors import InputError
+
 
 @dataclass
 class ImageDataset:
@@ -56,13 +58,13 @@ class ImageDataset:
 def to_model_range(images_uint8: torch.Tensor, kind: Literal["symmetric", "unit"] = "symmetric") -> torch.Tensor:
     """uint8 images -> float32 in [-1, 1] ("symmetric", GANs and diffusion) or [0, 1] ("unit", Bernoulli VAE)."""
     if images_uint8.dtype != torch.uint8:
-        raise ValueError(f"to_model_range expects uint8 images (0..255); got dtype {images_uint8.dtype}")
+        raise InputError(f"to_model_range expects uint8 images (0..255); got dtype {images_uint8.dtype}")
     x = images_uint8.float()
     if kind == "symmetric":
         return x / 127.5 - 1.0
     if kind == "unit":
         return x / 255.0
-    raise ValueError(f"kind must be 'symmetric' or 'unit'; got {kind!r}")
+    raise InputError(f"kind must be 'symmetric' or 'unit'; got {kind!r}")
 
 
 def from_model_range(x: torch.Tensor, kind: Literal["symmetric", "unit"] = "symmetric") -> torch.Tensor:
@@ -72,7 +74,7 @@ def from_model_range(x: torch.Tensor, kind: Literal["symmetric", "unit"] = "symm
     elif kind == "unit":
         x = x.float()
     else:
-        raise ValueError(f"kind must be 'symmetric' or 'unit'; got {kind!r}")
+        raise InputError(f"kind must be 'symmetric' or 'unit'; got {kind!r}")
     return x.clamp(0.0, 1.0)
 
 
@@ -85,7 +87,7 @@ def resize_images(images: torch.Tensor, image_size: int) -> torch.Tensor:
     change is a bilinear resize (antialiased when shrinking).
     """
     if image_size <= 0:
-        raise ValueError(f"image_size must be positive; got {image_size}")
+        raise InputError(f"image_size must be positive; got {image_size}")
     n, c, h, w = images.shape
     if (h, w) == (image_size, image_size):
         return images
@@ -138,9 +140,9 @@ def batches(
     """
     n = len(dataset)
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive; got {batch_size}")
+        raise InputError(f"batch_size must be positive; got {batch_size}")
     if drop_last and batch_size > n:
-        raise ValueError(
+        raise InputError(
             f"batch_size {batch_size} is larger than the dataset '{dataset.name}' ({n} images); "
             "use a smaller batch size"
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen.errors import RlgenError
+from rlgen.errors import InputError, RlgenError
 
 # IDX type code -> big-endian numpy dtype (from the format description on the MNIST page).
 _CODE_TO_DTYPE: dict[int, np.dtype] = {
@@ -112,9 +112,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     native = array.dtype.newbyteorder("=")
     if native not in codes:
         allowed = ", ".join(dt.name for dt in codes)
-        raise ValueError(f"write_idx: dtype {array.dtype} cannot be stored in IDX; allowed: {allowed}")
+        raise InputError(f"write_idx: dtype {array.dtype} cannot be stored in IDX; allowed: {allowed}")
     if array.ndim > 255:
-        raise ValueError(f"write_idx: {array.ndim} dimensions; IDX allows at most 255")
+        raise InputError(f"write_idx: {array.ndim} dimensions; IDX allows at most 255")
     header = bytes([0, 0, codes[native], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = header + np.ascontiguousarray(array, dtype=native.newbyteorder(">")).tobytes()
     if compress is None:

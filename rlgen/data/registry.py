@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from rlgen.data import cifar
-from rlgen.errors import RlgenError, UnknownNameError
+from rlgen.errors import InputError, RlgenError, UnknownNameError
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 
@@ -314,7 +314,7 @@ def download_dataset(
     if spec is None:
         raise unknown_name_error(name)
     if not spec.downloads:
-        raise ValueError(f"dataset '{spec.name}' is built in and needs no download")
+        raise InputError(f"dataset '{spec.name}' is built in and needs no download")
     dest = Path(dest).expanduser() if dest is not None else cache_root() / "datasets" / spec.name
     dest.mkdir(parents=True, exist_ok=True)
     for dl in spec.downloads:

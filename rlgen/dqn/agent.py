@@ -16,15 +16,22 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlgen.config import from_dict, load_yaml, merge, nest_overrides, parse_override, to_dict
+from rlgen.config import (
+    from_dict,
+    load_yaml,
+    merge,
+    nest_overrides,
+    parse_override,
+    to_dict,
+)
+from rlgen.dqn.actors import SequenceActor
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
-from rlgen.dqn.actors import SequenceActor
 from rlgen.dqn.networks import QNetwork, build_network
 from rlgen.dqn.recurrent_networks import is_sequence_config
 from rlgen.dqn.resume import read_header
 from rlgen.envs import get_spec
-from rlgen.errors import CheckpointError
+from rlgen.errors import CheckpointError, InputError
 from rlgen.presets import get_preset, has_preset
 from rlgen.training import load_checkpoint, resolve_device, save_checkpoint
 
@@ -45,7 +52,7 @@ def make_config(
         # A preset named like an env id belongs to that env.
         preset_env = data.get("env_id", preset if preset is not None else env_id)
         if preset is not None and preset_env != env_id:
-            raise ValueError(f"preset {preset!r} is for {preset_env}, not {env_id}")
+            raise InputError(f"preset {preset!r} is for {preset_env}, not {env_id}")
     else:
         data = {"backbone": {"kind": spec.backbone}}
     if config_file is not None:
@@ -57,7 +64,7 @@ def make_config(
         if isinstance(pairs.get("backbone"), str):  # --set backbone=lstm names the kind
             pairs["backbone.kind"] = pairs.pop("backbone")
         if "env_id" in pairs:
-            raise ValueError("env_id cannot be --set; give it as the ENV_ID argument")
+            raise InputError("env_id cannot be --set; give it as the ENV_ID argument")
         data = merge(data, nest_overrides(pairs))
     return from_dict(DQNConfig, data)
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from rlgen.backbones import BackboneConfig
 from rlgen.config import at_least, between, check_types
+from rlgen.errors import InputError
 
 
 def _help(text: str, **kwargs):
@@ -130,27 +131,27 @@ class DQNConfig:
         between(self, 0.0, 1.0, "gamma", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
                 "per_beta0", "per_eta")
         if self.total_timesteps > MAX_TIMESTEPS:
-            raise ValueError(f"total_timesteps={self.total_timesteps:,} is beyond any real budget "
+            raise InputError(f"total_timesteps={self.total_timesteps:,} is beyond any real budget "
                              f"(at most {MAX_TIMESTEPS:,}); check the number of zeros")
         if self.num_envs > 4096:
-            raise ValueError(f"num_envs={self.num_envs} is more copies than one process steps well; use <= 4096")
+            raise InputError(f"num_envs={self.num_envs} is more copies than one process steps well; use <= 4096")
         if self.seed >= 2**32:
-            raise ValueError(f"seed={self.seed} must be in [0, 2**32 - 1] (numpy's seed range)")
+            raise InputError(f"seed={self.seed} must be in [0, 2**32 - 1] (numpy's seed range)")
         if self.batch_size > self.buffer_size:
-            raise ValueError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
+            raise InputError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
                              "raise buffer_size or lower batch_size")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau={self.tau} must be in (0, 1]")
+            raise InputError(f"tau={self.tau} must be in (0, 1]")
         if self.gradient_steps == 0 or self.gradient_steps < -1:
-            raise ValueError(f"gradient_steps={self.gradient_steps} must be >= 1, or -1 (one per env step)")
+            raise InputError(f"gradient_steps={self.gradient_steps} must be >= 1, or -1 (one per env step)")
         for name in ("learning_rate", "adam_eps", "per_eps"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+                raise InputError(f"{name}={getattr(self, name)} must be > 0")
         if self.eval_freq > 0 and self.eval_during_episodes < 1:
-            raise ValueError(f"eval_during_episodes={self.eval_during_episodes} must be >= 1 when eval_freq > 0 "
+            raise InputError(f"eval_during_episodes={self.eval_during_episodes} must be >= 1 when eval_freq > 0 "
                              "(or set eval_freq=0: evaluate at the end only)")
         if self.compile and self.backbone.kind in ("lstm", "gru", "transformer"):
-            raise ValueError(
+            raise InputError(
                 f"compile=true with backbone.kind={self.backbone.kind!r}: recurrent and transformer Q-networks "
                 "change their input length per call (acting: one step, learning: whole chunks), which makes "
                 "torch.compile recompile; set compile=false"

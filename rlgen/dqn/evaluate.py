@@ -8,6 +8,7 @@ import torch
 from rlgen.backbones import MLP
 from rlgen.dqn.actors import Actor, make_actor
 from rlgen.envs import make_vector_env
+from rlgen.errors import InputError
 from rlgen.training import torch_threads
 
 
@@ -29,9 +30,9 @@ def evaluate_policy(
     evaluated on full games with unclipped rewards (``training=False``).
     """
     if episodes < 1:
-        raise ValueError(f"episodes={episodes} must be >= 1")
+        raise InputError(f"episodes={episodes} must be >= 1")
     if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"--epsilon {epsilon} must be in [0, 1] (0 = greedy)")
+        raise InputError(f"--epsilon {epsilon} must be in [0, 1] (0 = greedy)")
     small = isinstance(getattr(q_net, "backbone", None), MLP) and torch.device(device).type == "cpu"
     num_envs = num_eval_envs(episodes, max_envs)
     was_training = q_net.training

@@ -20,7 +20,10 @@ from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.losses import SequenceTDLoss, TDLoss, TransitionTDLoss
 from rlgen.dqn.recurrent_networks import RecurrentQNetwork, is_sequence_config
 from rlgen.dqn.replay import PrioritizedReplayBuffer, ReplayBuffer
-from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceReplayBuffer
+from rlgen.dqn.sequence_replay import (
+    PrioritizedSequenceReplayBuffer,
+    SequenceReplayBuffer,
+)
 from rlgen.errors import RlgenError
 from rlgen.training import make_lr_schedule, make_optimizer
 

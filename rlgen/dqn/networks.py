@@ -39,7 +39,10 @@ def build_q_network(config: DQNConfig, obs_space: gym.spaces.Box, num_actions: i
 
 def build_network(config: DQNConfig, obs_space: gym.spaces.Box, num_actions: int) -> nn.Module:
     """The Q-network ``config`` asks for: with memory for lstm / gru / transformer backbones."""
-    from rlgen.dqn.recurrent_networks import build_sequence_q_network, is_sequence_config
+    from rlgen.dqn.recurrent_networks import (
+        build_sequence_q_network,
+        is_sequence_config,
+    )
 
     if is_sequence_config(config):
         return build_sequence_q_network(config, obs_space, num_actions)

@@ -21,10 +21,16 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlgen.backbones import RecurrentBackbone, State, TransformerBackbone, build_backbone
+from rlgen.backbones import (
+    RecurrentBackbone,
+    State,
+    TransformerBackbone,
+    build_backbone,
+)
 from rlgen.backbones.config import RNN_KINDS
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.networks import QNetwork
+from rlgen.errors import InputError
 
 SEQUENCE_KINDS = (*RNN_KINDS, "transformer")
 
@@ -164,7 +170,7 @@ class TransformerQNetwork(nn.Module):
     def __init__(self, backbone: TransformerBackbone, num_actions: int, context_length: int, dueling: bool = False):
         super().__init__()
         if not 1 <= context_length <= backbone.max_len:
-            raise ValueError(
+            raise InputError(
                 f"context_length={context_length} must be between 1 and backbone.max_len={backbone.max_len}"
             )
         self.backbone = backbone
@@ -216,7 +222,7 @@ def build_sequence_q_network(
 ) -> RecurrentQNetwork | TransformerQNetwork:
     """The Q-network with memory that ``config.backbone.kind`` names (lstm, gru or transformer)."""
     if not is_sequence_config(config):
-        raise ValueError(
+        raise InputError(
             f"backbone.kind={config.backbone.kind!r} has no memory; recurrent DQN takes {', '.join(SEQUENCE_KINDS)}"
         )
     backbone = build_backbone(config.backbone, obs_space)

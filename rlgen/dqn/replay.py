@@ -20,8 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
 from rlgen.dqn.replay_io import load_replay, save_replay
 from rlgen.dqn.sum_tree import SumTree
+from rlgen.errors import InputError
 
 
 class ReplayBatch(NamedTuple):
@@ -63,7 +65,7 @@ class ReplayBuffer:
         device: torch.device | str = "cpu",
     ):
         if frame_stack > 1 and obs_shape[0] != frame_stack:
-            raise ValueError(f"frame_stack={frame_stack} but observations have shape {obs_shape}")
+            raise InputError(f"frame_stack={frame_stack} but observations have shape {obs_shape}")
         self.size = max(capacity // num_envs, n_step + frame_stack + 2)
         self.num_envs = num_envs
         self.obs_shape = tuple(obs_shape)
@@ -238,7 +240,7 @@ class ReplayBuffer:
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         if int(meta["size"]) != self.size or int(meta["num_envs"]) != self.num_envs:
-            raise ValueError(
+            raise InputError(
                 f"saved replay has {meta['size']} slots x {meta['num_envs']} envs; this run has "
                 f"{self.size} x {self.num_envs}: resume with the run's own buffer_size and num_envs"
             )
@@ -305,7 +307,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         super().load_state_arrays(arrays, meta)
         if "tree" not in arrays:
-            raise ValueError("saved replay has no priorities: resume with prioritized=false")
+            raise InputError("saved replay has no priorities: resume with prioritized=false")
         self.tree.nodes[...] = arrays["tree"]
         self.max_priority = float(meta["max_priority"])
 

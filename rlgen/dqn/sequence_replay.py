@@ -34,6 +34,7 @@ import torch
 
 from rlgen.dqn.replay_io import load_replay, save_replay
 from rlgen.dqn.sum_tree import SumTree
+from rlgen.errors import InputError
 
 
 class SequenceBatch(NamedTuple):
@@ -81,7 +82,7 @@ class SequenceReplayBuffer:
         device: torch.device | str = "cpu",
     ):
         if burn_in < 0 or sequence_length < 1 or n_step < 1:
-            raise ValueError(
+            raise InputError(
                 f"burn_in={burn_in} must be >= 0, sequence_length={sequence_length} and n_step={n_step} >= 1"
             )
         self.burn_in = burn_in
@@ -163,7 +164,7 @@ class SequenceReplayBuffer:
         self.valid[t] = False  # no action from this slot yet
         if self.states is not None:
             if states is None:
-                raise ValueError("this buffer stores recurrent states (state_dim > 0); pass them")
+                raise InputError("this buffer stores recurrent states (state_dim > 0); pass them")
             self.states[t] = states
 
     def _set_startable(self, slots: np.ndarray, startable: np.ndarray) -> None:
@@ -177,7 +178,7 @@ class SequenceReplayBuffer:
         filled = self.size if self.written >= self.size else self.written
         flat_startable = self.startable[:filled].reshape(-1)
         if not flat_startable.any():
-            raise ValueError(
+            raise InputError(
                 f"no chunk of {self.chunk_length} steps can be sampled yet ({self.written} slots written); "
                 "raise learning_starts"
             )
@@ -203,7 +204,6 @@ class SequenceReplayBuffer:
 
         # n-step targets of the trained steps, computed inside the chunk.
         trained = self.burn_in + np.arange(self.sequence_length)  # (T,) chunk steps
-        batch = len(flat)
         mask = valid[:, trained]  # (B, T)
         alive = mask.copy()
         returns = np.zeros(mask.shape, dtype=np.float64)

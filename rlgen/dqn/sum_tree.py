@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlgen.errors import InputError
+
 
 class SumTree:
     """Binary tree whose leaves hold priorities and whose nodes hold sums of their children.
@@ -48,7 +50,7 @@ class SumTree:
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         if self.total <= 0:
-            raise ValueError("cannot sample from an empty sum tree")
+            raise InputError("cannot sample from an empty sum tree")
         bounds = np.linspace(0.0, self.total, batch_size + 1)
         mass = rng.uniform(bounds[:-1], bounds[1:])
         leaves = self.find(mass)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlgen.envs import get_spec, make_env
+from rlgen.errors import InputError
 
 
 def record_episode(
@@ -50,7 +51,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 30) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
-        raise ValueError(f"--video {str(path)!r}: use a .mp4 or .gif file name")
+        raise InputError(f"--video {str(path)!r}: use a .mp4 or .gif file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
         imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs.specs import EnvSpec, get_spec
-from rlgen.errors import RlgenError
+from rlgen.errors import InputError, RlgenError
 
 # Tasks whose gymnasium implementation steps all copies in one NumPy call.
 _NATIVE_VECTOR = {"CartPole-v1"}
@@ -79,7 +79,7 @@ def make_vector_env(
         training: Atari only: terminal on life loss and reward clipping.
     """
     if num_envs < 1:
-        raise ValueError(f"num_envs={num_envs} must be >= 1")
+        raise InputError(f"num_envs={num_envs} must be >= 1")
     spec = get_spec(env_id)
     if env_id in _NATIVE_VECTOR and render_mode is None:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **spec.options)

@@ -21,6 +21,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlgen.errors import InputError
+
 TMAZE_LENGTHS = (5, 10, 30, 50, 100)
 
 
@@ -87,9 +89,9 @@ class TMazeEnv(gym.Env):
 
     def __init__(self, corridor_length: int = 10, render_mode: str | None = None):
         if not isinstance(corridor_length, int) or isinstance(corridor_length, bool) or corridor_length < 1:
-            raise ValueError(f"corridor_length={corridor_length!r} must be an int >= 1")
+            raise InputError(f"corridor_length={corridor_length!r} must be an int >= 1")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+            raise InputError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
         self.corridor_length = corridor_length
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
@@ -115,7 +117,7 @@ class TMazeEnv(gym.Env):
 
     def step(self, action):
         if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
+            raise InputError(f"action {action!r} is not in {self.action_space}")
         if self._t == self.corridor_length:
             self._chosen = int(action)
             reward = 1.0 if self._chosen == self._cue else 0.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rlgen.errors import UnknownNameError
+from rlgen.errors import InputError, UnknownNameError
 from rlgen.generative.runs import MODELS
 
 
@@ -81,14 +81,14 @@ def generate(
     if model not in MODELS:
         raise UnknownNameError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if num_images < 1:
-        raise ValueError(f"-n {num_images}: the number of images must be at least 1")
+        raise InputError(f"-n {num_images}: the number of images must be at least 1")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     if model != "diffusion":
         diffusion_only = {"--scheduler": scheduler, "--steps": steps, "--class": class_label, "--guidance": guidance}
         for name, value in diffusion_only.items():
             if value is not None:
-                raise ValueError(f"{name} applies to diffusion models only, not {model}")
+                raise InputError(f"{name} applies to diffusion models only, not {model}")
     if model == "vae":
         from rlgen.generative.vae.sample import decode_images, load
 
@@ -105,27 +105,27 @@ def generate(
     from rlgen.generative.diffusion.sample import load, make_scheduler, sample
 
     if interpolate:
-        raise ValueError("--interpolate applies to vae and gan; a diffusion model has no latent to walk")
+        raise InputError("--interpolate applies to vae and gan; a diffusion model has no latent to walk")
     denoiser, config, meta, scheduler_config = load(run_dir, device)
     num_classes = meta["data"]["num_classes"] if config.class_conditional else 0
     labels = None
     if class_label is not None:
         if not num_classes:
-            raise ValueError(
+            raise InputError(
                 f"--class needs a class-conditional run; {run_dir} is unconditional "
                 "(train one with --set class_conditional=true)"
             )
         if not 0 <= class_label < num_classes:
             names = ", ".join(f"{i}={n}" for i, n in enumerate(meta["data"]["class_names"]))
-            raise ValueError(f"--class {class_label} is out of range; this run's classes are {names}")
+            raise InputError(f"--class {class_label} is out of range; this run's classes are {names}")
         labels = torch.full((num_images,), class_label, dtype=torch.long)
     elif guidance is not None and not num_classes:
-        raise ValueError(f"--guidance needs a class-conditional run; {run_dir} is unconditional")
+        raise InputError(f"--guidance needs a class-conditional run; {run_dir} is unconditional")
     elif num_classes:
         labels = torch.arange(num_images) % num_classes  # one class per grid column
     steps = steps if steps is not None else config.sample_steps
     if not 1 <= steps <= config.num_train_timesteps:
-        raise ValueError(f"--steps {steps} must be between 1 and the run's {config.num_train_timesteps} training steps")
+        raise InputError(f"--steps {steps} must be between 1 and the run's {config.num_train_timesteps} training steps")
     sampler = make_scheduler(scheduler or config.sample_scheduler, scheduler_config)
     images = sample(
         denoiser,

@@ -3,12 +3,27 @@
 Algorithms write their own loops and import these pieces from here.
 """
 
-from rlgen.training.checkpoint import Checkpoint, checkpoint_info, load_checkpoint, save_checkpoint
-from rlgen.training.device import resolve_device, seed_everything, set_deterministic, torch_threads
+from rlgen.training.checkpoint import (
+    Checkpoint,
+    checkpoint_info,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rlgen.training.device import (
+    resolve_device,
+    seed_everything,
+    set_deterministic,
+    torch_threads,
+)
 from rlgen.training.ema import EMA
 from rlgen.training.interrupt import GracefulInterrupt
 from rlgen.training.logger import RunLogger, make_grid, save_image_grid
-from rlgen.training.optim import gradient_step, make_lr_schedule, make_optimizer, maybe_compile
+from rlgen.training.optim import (
+    gradient_step,
+    make_lr_schedule,
+    make_optimizer,
+    maybe_compile,
+)
 from rlgen.training.precision import Precision
 from rlgen.training.progress import ProgressBar
 from rlgen.training.result import TrainResult

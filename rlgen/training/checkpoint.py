@@ -31,7 +31,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from rlgen.errors import CheckpointError
+from rlgen.errors import CheckpointError, InputError
 
 FORMAT = "rlgen-checkpoint"
 VERSION = 1
@@ -67,7 +67,7 @@ def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
             return {k: _encode(v, f"{key}/{k}", tensors) for k, v in value.items()}
         if all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value):
             return {_ITEMS: [[k, _encode(v, f"{key}/{k}", tensors)] for k, v in value.items()]}
-    raise ValueError(f"cannot store {key!r} in a checkpoint: {type(value).__name__} values are not supported")
+    raise InputError(f"cannot store {key!r} in a checkpoint: {type(value).__name__} values are not supported")
 
 
 def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -115,7 +115,7 @@ def _storable(tensor: torch.Tensor, seen: set[tuple[str, int]]) -> torch.Tensor:
 
 def _check_name(kind: str, name: str) -> None:
     if not name or "/" in name:
-        raise ValueError(f"{kind} name {name!r} must be non-empty and contain no '/'")
+        raise InputError(f"{kind} name {name!r} must be non-empty and contain no '/'")
 
 
 # ----------------------------------------------------------------------------- saving
@@ -155,14 +155,14 @@ def save_checkpoint(
         path = path.with_name(path.name + ".safetensors")
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
-        raise ValueError(f"checkpoint meta must include {list(REQUIRED_META)}; missing {missing}")
+        raise InputError(f"checkpoint meta must include {list(REQUIRED_META)}; missing {missing}")
 
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         _check_name("module", name)
         for key, value in module.state_dict().items():
             if not isinstance(value, torch.Tensor):
-                raise ValueError(
+                raise InputError(
                     f"cannot store module {name!r} in a checkpoint: state_dict entry {key!r} is a "
                     f"{type(value).__name__}, not a tensor"
                 )
@@ -188,7 +188,7 @@ def save_checkpoint(
     try:
         header_json = json.dumps(header)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"checkpoint meta must be JSON-serialisable: {exc}") from exc
+        raise InputError(f"checkpoint meta must be JSON-serialisable: {exc}") from exc
     seen: set[tuple[str, int]] = set()
     tensors = {key: _storable(t, seen) for key, t in tensors.items()}
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from rlgen.errors import InputError
+
 _DEVICE_SPEC = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
 
@@ -34,7 +36,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     """
     match = _DEVICE_SPEC.match(spec.strip().lower()) if isinstance(spec, str) else None
     if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
-        raise ValueError(
+        raise InputError(
             f"--device {spec!r} is not a valid device; use auto, cpu, cuda, cuda:N (N = GPU index) or mps"
         )
     kind, index = match.group(1), match.group(2)
@@ -48,7 +50,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if kind == "mps":
         if not _mps_available():
-            raise ValueError(
+            raise InputError(
                 "--device mps is not available: this machine has no Apple MPS backend; use --device cpu or auto"
             )
         return torch.device("mps")
@@ -56,7 +58,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     wanted = int(index) if index is not None else 0
     if wanted >= count:
         name = f"cuda:{index}" if index is not None else "cuda"
-        raise ValueError(
+        raise InputError(
             f"--device {name} is not available: this machine has {count} CUDA devices; use --device cpu or auto"
         )
     return torch.device("cuda", wanted) if index is not None else torch.device("cuda")

@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from rlgen.errors import InputError
+
 
 class EMA(nn.Module):
     """A frozen copy of ``model`` whose weights track an exponential moving average.
@@ -34,7 +36,7 @@ class EMA(nn.Module):
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay!r}")
+            raise InputError(f"EMA decay must be in [0, 1), got {decay!r}")
         self.decay = decay
         self.warmup = warmup
         self.num_updates = 0

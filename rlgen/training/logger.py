@@ -22,6 +22,8 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from rlgen.errors import InputError
+
 
 def flatten_config(config: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, so nested configs fit in one table."""
@@ -56,9 +58,9 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
         (C, rows * (H + padding) + padding, cols * (W + padding) + padding).
     """
     if images.dim() != 4:
-        raise ValueError(f"make_grid expects images of shape (N, C, H, W); got {tuple(images.shape)}")
+        raise InputError(f"make_grid expects images of shape (N, C, H, W); got {tuple(images.shape)}")
     if nrow < 1:
-        raise ValueError(f"nrow must be >= 1, got {nrow}")
+        raise InputError(f"nrow must be >= 1, got {nrow}")
     n, c, h, w = images.shape
     cols = min(nrow, n)
     rows = math.ceil(n / nrow)
@@ -80,7 +82,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Pa
         nrow: images per row.
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3, 4):
-        raise ValueError(f"save_image_grid expects (N, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}")
+        raise InputError(f"save_image_grid expects (N, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}")
     grid = make_grid(images.detach().float().cpu(), nrow=nrow)  # (C, H', W')
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H', W', C)
     if pixels.shape[2] == 1:
@@ -97,7 +99,7 @@ def _gif_summary(tag: str, frames: np.ndarray, fps: float) -> Summary:
     Written with Pillow because ``SummaryWriter.add_video`` needs moviepy.
     """
     if frames.ndim != 4 or frames.shape[3] not in (1, 3) or frames.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
             f"video frames must be a uint8 array (T, H, W, C) with C = 1 or 3; got {frames.dtype} {frames.shape}"
         )
     _, h, w, c = frames.shape

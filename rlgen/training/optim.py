@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from rlgen.errors import InputError
+
 OptimizerName = Literal["adam", "adamw", "rmsprop", "sgd"]
 ScheduleName = Literal["constant", "linear", "step", "exponential", "cosine"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "rmsprop", "sgd")
@@ -45,7 +47,7 @@ def make_optimizer(
         ValueError: unknown name or a non-positive learning rate.
     """
     if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        raise InputError(f"learning_rate must be > 0, got {learning_rate!r}")
     params = list(params)
     # Fused Adam updates every tensor in one kernel: on CPU it is ~25% faster per step than
     # torch's default single-tensor loop for the small networks of DQN (scripts/bench_dqn.py).
@@ -60,7 +62,7 @@ def make_optimizer(
         return torch.optim.RMSprop(params, lr=learning_rate, eps=eps, weight_decay=weight_decay, **multi)
     if name == "sgd":
         return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay, **multi)
-    raise ValueError(f"unknown optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
+    raise InputError(f"unknown optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
 
 
 def _fusable(params: list) -> bool:
@@ -100,17 +102,17 @@ def make_lr_schedule(
         ValueError: unknown name or an out-of-range argument, naming it.
     """
     if name not in SCHEDULES:
-        raise ValueError(f"unknown lr schedule {name!r}; use one of: {', '.join(SCHEDULES)}")
+        raise InputError(f"unknown lr schedule {name!r}; use one of: {', '.join(SCHEDULES)}")
     if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
+        raise InputError(f"total_steps must be >= 1, got {total_steps!r}")
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps!r}")
+        raise InputError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps!r}")
     if final_factor < 0:
-        raise ValueError(f"final_factor must be >= 0, got {final_factor!r}")
+        raise InputError(f"final_factor must be >= 0, got {final_factor!r}")
     if step_size < 1:
-        raise ValueError(f"step_size must be >= 1, got {step_size!r}")
+        raise InputError(f"step_size must be >= 1, got {step_size!r}")
     if not 0 < gamma <= 1:
-        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        raise InputError(f"gamma must be in (0, 1], got {gamma!r}")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -214,5 +216,5 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
         return model
     problem = _compile_problem(model)
     if problem is not None:
-        raise ValueError(f"compile=true is not supported here: {problem}; set compile=false")
+        raise InputError(f"compile=true is not supported here: {problem}; set compile=false")
     return torch.compile(model)

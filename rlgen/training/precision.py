@@ -13,6 +13,8 @@ from typing import ContextManager, Literal
 
 import torch
 
+from rlgen.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 PrecisionMode = Literal["fp32", "bf16", "fp16"]
@@ -37,7 +39,7 @@ class Precision:
 
     def __init__(self, mode: PrecisionMode, device: torch.device) -> None:
         if mode not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision {mode!r} is not supported; use one of: fp32, bf16, fp16")
+            raise InputError(f"precision {mode!r} is not supported; use one of: fp32, bf16, fp16")
         self.mode = mode
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda" and torch.cuda.is_available()

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from rlgen.errors import CheckpointError
+from rlgen.errors import CheckpointError, InputError
 from rlgen.training.checkpoint import HISTORY, checkpoint_info, save_checkpoint
 
 LATEST = "checkpoint.safetensors"
@@ -63,7 +63,7 @@ class RunCheckpoints:
 
     def __init__(self, run_dir: Path, keep: int):
         if keep < 1:
-            raise ValueError(f"keep_checkpoints={keep} must be >= 1")
+            raise InputError(f"keep_checkpoints={keep} must be >= 1")
         self.run_dir = Path(run_dir)
         self.keep = keep
         self.latest = self.run_dir / LATEST

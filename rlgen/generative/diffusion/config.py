@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlgen.backbones import BackboneConfig
+from rlgen.errors import InputError
 
 SCHEDULERS = ("ddpm", "ddim", "dpm-solver++")
 
@@ -86,20 +87,20 @@ class DiffusionConfig:
 
     def validate(self) -> None:
         if self.eval_samples == 1 or self.eval_samples < 0:
-            raise ValueError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
+            raise InputError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
         for name in ("steps", "batch_size", "layers_per_block", "num_train_timesteps", "sample_steps", "patch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+                raise InputError(f"{name}={getattr(self, name)} must be at least 1")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+            raise InputError(f"learning_rate={self.learning_rate} must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+            raise InputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout={self.label_dropout} must be in [0, 1)")
+            raise InputError(f"label_dropout={self.label_dropout} must be in [0, 1)")
         if len(self.unet_attention) != len(self.unet_channels):
-            raise ValueError(
+            raise InputError(
                 f"unet_attention={self.unet_attention} needs one entry per unet_channels level {self.unet_channels}"
             )
         bad = [c for c in self.unet_channels if c % self.norm_num_groups]
         if bad:
-            raise ValueError(f"unet_channels {bad} are not divisible by norm_num_groups={self.norm_num_groups}")
+            raise InputError(f"unet_channels {bad} are not divisible by norm_num_groups={self.norm_num_groups}")

@@ -13,6 +13,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
 from rlgen.backbones import build_backbone
+from rlgen.errors import InputError
 from rlgen.generative.diffusion.config import DiffusionConfig
 
 
@@ -31,7 +32,7 @@ class UNetDenoiser(nn.Module):
         c, h, w = image_shape
         factor = 2 ** (len(config.unet_channels) - 1)
         if h % factor or w % factor:
-            raise ValueError(
+            raise InputError(
                 f"a UNet with {len(config.unet_channels)} levels needs image sides divisible by {factor}; got {h}x{w}. "
                 f"Set image_size (e.g. --set image_size=32 pads 28x28 images) or use fewer unet_channels"
             )
@@ -71,7 +72,7 @@ class PatchTransformerDenoiser(nn.Module):
         c, h, w = image_shape
         p = config.patch_size
         if h % p or w % p:
-            raise ValueError(f"patch_size={p} must divide the image sides; got {h}x{w}")
+            raise InputError(f"patch_size={p} must divide the image sides; got {h}x{w}")
         self.image_shape = (c, h, w)
         self.patch_size = p
         self.num_classes = num_classes
@@ -112,4 +113,4 @@ def build_denoiser(
         return UNetDenoiser(config, image_shape, num_classes)
     if config.denoiser == "transformer":
         return PatchTransformerDenoiser(config, image_shape, num_classes)
-    raise ValueError(f"denoiser={config.denoiser!r} is not allowed; choose 'unet' or 'transformer'")
+    raise InputError(f"denoiser={config.denoiser!r} is not allowed; choose 'unet' or 'transformer'")

@@ -10,7 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
-from rlgen.errors import UnknownNameError
+from rlgen.errors import InputError, UnknownNameError
 from rlgen.generative.diffusion.config import SCHEDULERS, DiffusionConfig
 from rlgen.generative.diffusion.networks import build_denoiser
 from rlgen.generative.runs import config_from_run, open_run, run_directory
@@ -48,7 +48,7 @@ def training_target(
         return noise
     if prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, timesteps)
-    raise ValueError(f"prediction_type={prediction_type!r} is not allowed; choose 'epsilon' or 'v_prediction'")
+    raise InputError(f"prediction_type={prediction_type!r} is not allowed; choose 'epsilon' or 'v_prediction'")
 
 
 @torch.no_grad()

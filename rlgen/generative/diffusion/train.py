@@ -16,9 +16,16 @@ import torch.nn.functional as F
 from diffusers import DDPMPipeline
 
 from rlgen.data import batches, load_dataset, to_model_range
+from rlgen.errors import InputError
 from rlgen.generative.diffusion.config import DiffusionConfig
 from rlgen.generative.diffusion.networks import UNetDenoiser, build_denoiser
-from rlgen.generative.diffusion.sample import ALGO, make_scheduler, sample, training_scheduler, training_target
+from rlgen.generative.diffusion.sample import (
+    ALGO,
+    make_scheduler,
+    sample,
+    training_scheduler,
+    training_target,
+)
 from rlgen.generative.runs import (
     CHECKPOINT_NAME,
     TrainResult,
@@ -65,7 +72,7 @@ def train(
     image_shape = tuple(data["image_shape"])
     num_classes = data["num_classes"] if config.class_conditional else 0
     if config.class_conditional and num_classes < 2:
-        raise ValueError(f"class_conditional=true needs a labelled dataset; {config.data!r} has no classes")
+        raise InputError(f"class_conditional=true needs a labelled dataset; {config.data!r} has no classes")
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     denoiser = build_denoiser(config, image_shape, num_classes).to(torch_device, memory_format=memory_format)

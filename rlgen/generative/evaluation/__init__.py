@@ -13,7 +13,12 @@ from rlgen.generative.evaluation.classifier import (
     train_classifier,
 )
 from rlgen.generative.evaluation.evaluate import evaluate_samples, inception_fid
-from rlgen.generative.evaluation.metrics import fid, frechet_distance, gaussian_stats, kid
+from rlgen.generative.evaluation.metrics import (
+    fid,
+    frechet_distance,
+    gaussian_stats,
+    kid,
+)
 
 __all__ = [
     "ClassifierConfig",

@@ -23,7 +23,7 @@ from torch import nn
 from rlgen.backbones import BackboneConfig, build_backbone
 from rlgen.data import ImageDataset, batches, cache_root, load_dataset, to_model_range
 from rlgen.data.registry import resolve_name
-from rlgen.errors import CheckpointError, RlgenError
+from rlgen.errors import CheckpointError, InputError, RlgenError
 from rlgen.training.checkpoint import load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,9 @@ class ClassifierConfig:
         """Raise ValueError naming a bad field."""
         for name in ("features_dim", "batch_size", "min_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"classifier {name} must be >= 1; got {getattr(self, name)}")
+                raise InputError(f"classifier {name} must be >= 1; got {getattr(self, name)}")
         if self.epochs < 0 or self.learning_rate <= 0 or not self.channels:
-            raise ValueError(
+            raise InputError(
                 f"classifier needs epochs >= 0, learning_rate > 0 and channels; got {self.epochs}, "
                 f"{self.learning_rate}, {self.channels}"
             )
@@ -93,7 +93,7 @@ class DomainClassifier(nn.Module):
 
     def _check(self, images01: torch.Tensor) -> None:
         if tuple(images01.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise InputError(
                 f"the classifier was trained on images of shape {self.image_shape}; got {tuple(images01.shape[1:])}"
             )
 

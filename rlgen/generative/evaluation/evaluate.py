@@ -15,8 +15,12 @@ from pathlib import Path
 import torch
 
 from rlgen.data import load_dataset
-from rlgen.errors import RlgenError
-from rlgen.generative.evaluation.classifier import DomainClassifier, load_or_train_classifier, unit_images
+from rlgen.errors import InputError, RlgenError
+from rlgen.generative.evaluation.classifier import (
+    DomainClassifier,
+    load_or_train_classifier,
+    unit_images,
+)
 from rlgen.generative.evaluation.metrics import fid, kid
 
 logger = logging.getLogger(__name__)
@@ -110,10 +114,10 @@ def evaluate_samples(
         and ``inception_fid`` when asked for.
     """
     if samples01.ndim != 4 or samples01.shape[0] < 2:
-        raise ValueError(f"samples must be (N, C, H, W) with N >= 2; got shape {tuple(samples01.shape)}")
+        raise InputError(f"samples must be (N, C, H, W) with N >= 2; got shape {tuple(samples01.shape)}")
     lo, hi = float(samples01.min()), float(samples01.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(
+        raise InputError(
             f"samples must be in [0, 1]; got values in [{lo:.3f}, {hi:.3f}] (convert with "
             "rlgen.data.from_model_range first)"
         )
@@ -122,10 +126,10 @@ def evaluate_samples(
         _inception_weights_file(inception_weights)
     n, c, h, w = samples01.shape
     if h != w:
-        raise ValueError(f"samples must be square; got {h}x{w}")
+        raise InputError(f"samples must be square; got {h}x{w}")
     test = load_dataset(dataset_name, "test", data_dir=data_dir, image_size=h)
     if test.shape[0] != c:
-        raise ValueError(f"samples have {c} channels but '{test.name}' has {test.shape[0]}")
+        raise InputError(f"samples have {c} channels but '{test.name}' has {test.shape[0]}")
     model = classifier if classifier is not None else load_or_train_classifier(
         dataset_name, image_size=h, data_dir=data_dir, cache_dir=cache_dir, device=device
     )
@@ -154,7 +158,7 @@ def evaluate_samples(
     if labels is not None:
         wanted = torch.as_tensor(labels, dtype=torch.long).cpu()
         if wanted.ndim > 1 or wanted.numel() not in (1, n):
-            raise ValueError(f"labels must be one int or (N,) = ({n},); got shape {tuple(wanted.shape)}")
+            raise InputError(f"labels must be one int or (N,) = ({n},); got shape {tuple(wanted.shape)}")
         wanted = wanted.expand(n)
         result["class_match"] = float((model.predict(samples01) == wanted).float().mean())
     if inception_weights is not None:

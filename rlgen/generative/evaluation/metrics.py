@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlgen.errors import InputError
+
 
 def _as_f64(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     x = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} must be a (N, D) feature matrix with N >= 2; got shape {x.shape}")
+        raise InputError(f"{name} must be a (N, D) feature matrix with N >= 2; got shape {x.shape}")
     return x
 
 
@@ -42,7 +44,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(
+        raise InputError(
             f"frechet_distance: shapes do not match: mu {mu1.shape} / {mu2.shape}, "
             f"sigma {sigma1.shape} / {sigma2.shape}"
         )
@@ -57,7 +59,7 @@ def fid(feat_a: torch.Tensor | np.ndarray, feat_b: torch.Tensor | np.ndarray) ->
     """Fréchet distance between Gaussians fitted to two (N, D) feature sets (N may differ)."""
     a, b = _as_f64(feat_a, "feat_a"), _as_f64(feat_b, "feat_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"fid: feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
+        raise InputError(f"fid: feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
     return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
 
 
@@ -93,12 +95,12 @@ def kid(
     """
     a, b = _as_f64(feat_a, "feat_a"), _as_f64(feat_b, "feat_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"kid: feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
+        raise InputError(f"kid: feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
     if subsets < 1:
-        raise ValueError(f"kid: subsets must be >= 1; got {subsets}")
+        raise InputError(f"kid: subsets must be >= 1; got {subsets}")
     m = min(subset_size, len(a), len(b))
     if m < 2:
-        raise ValueError(f"kid: subset_size must be >= 2; got {subset_size}")
+        raise InputError(f"kid: subset_size must be >= 2; got {subset_size}")
     rng = np.random.default_rng(seed)
     values = np.array([
         _polynomial_mmd2(a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlgen.backbones import BackboneConfig
+from rlgen.errors import InputError
 
 
 def _default_encoder() -> BackboneConfig:
@@ -65,13 +66,13 @@ class VAEConfig:
 
     def validate(self) -> None:
         if self.eval_samples == 1 or self.eval_samples < 0:
-            raise ValueError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
+            raise InputError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
         for name in ("steps", "batch_size", "latent_dim", "nll_samples", "eval_images", "log_interval"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+                raise InputError(f"{name}={getattr(self, name)} must be at least 1")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+            raise InputError(f"learning_rate={self.learning_rate} must be positive")
         if self.beta < 0:
-            raise ValueError(f"beta={self.beta} must be >= 0")
+            raise InputError(f"beta={self.beta} must be >= 0")
         if not self.decoder_channels or min(self.decoder_channels) < 1:
-            raise ValueError(f"decoder_channels={self.decoder_channels} must be a non-empty list of positive ints")
+            raise InputError(f"decoder_channels={self.decoder_channels} must be a non-empty list of positive ints")

@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from rlgen.errors import InputError
+
 Likelihood = Literal["bernoulli", "gaussian"]
 
 
@@ -41,7 +43,7 @@ def log_likelihood(
         log_scale = torch.as_tensor(log_scale, dtype=decoder_out.dtype, device=decoder_out.device)
         per_pixel = -0.5 * ((x - decoder_out) * torch.exp(-log_scale)).pow(2) - log_scale - 0.5 * math.log(2 * math.pi)
     else:
-        raise ValueError(f"likelihood={likelihood!r} is not allowed; choose 'bernoulli' or 'gaussian'")
+        raise InputError(f"likelihood={likelihood!r} is not allowed; choose 'bernoulli' or 'gaussian'")
     return per_pixel.flatten(1).sum(dim=1)
 
 

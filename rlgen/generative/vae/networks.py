@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rlgen.backbones import BackboneConfig, build_backbone
+from rlgen.errors import InputError
 from rlgen.generative.vae.config import VAEConfig
 
 
@@ -19,7 +20,7 @@ def scale_factor(image_shape: tuple[int, int, int], channels: list[int], what: s
     _, h, w = image_shape
     factor = 2 ** (len(channels) - 1)
     if h % factor or w % factor:
-        raise ValueError(
+        raise InputError(
             f"a {what} with {len(channels)} channel levels {channels} needs image sides divisible by "
             f"{factor}; got {h}x{w}. Use fewer levels or set image_size"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rlgen.errors import InputError
+
 
 @dataclass
 class WGANGPConfig:
@@ -69,17 +71,17 @@ class WGANGPConfig:
 
     def validate(self) -> None:
         if self.eval_samples == 1 or self.eval_samples < 0:
-            raise ValueError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
+            raise InputError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
         for name in ("steps", "batch_size", "latent_dim", "n_critic", "log_interval"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+                raise InputError(f"{name}={getattr(self, name)} must be at least 1")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive")
+            raise InputError(f"learning_rate={self.learning_rate} must be positive")
         if self.gp_lambda < 0:
-            raise ValueError(f"gp_lambda={self.gp_lambda} must be >= 0")
+            raise InputError(f"gp_lambda={self.gp_lambda} must be >= 0")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+                raise InputError(f"{name}={getattr(self, name)} must be in [0, 1)")
         for name in ("generator_channels", "critic_channels", "generator_hidden_sizes", "critic_hidden_sizes"):
             if not getattr(self, name) or min(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be a non-empty list of positive ints")
+                raise InputError(f"{name}={getattr(self, name)} must be a non-empty list of positive ints")

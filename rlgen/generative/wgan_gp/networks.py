@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rlgen.backbones import BackboneConfig, build_backbone
+from rlgen.errors import InputError
 from rlgen.generative.vae.networks import ConvDecoder, MLPDecoder, scale_factor
 
 
@@ -55,7 +56,7 @@ class Critic(nn.Module):
         c, h, w = image_shape
         factor = scale_factor(image_shape, channels, "critic")
         if norm not in ("none", "layer"):
-            raise ValueError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
+            raise InputError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
         layers: list[nn.Module] = [nn.Conv2d(c, channels[0], kernel_size=3, padding=1), nn.LeakyReLU(0.2)]
         for c_in, c_out in itertools.pairwise(channels):
             layers += [
@@ -77,7 +78,7 @@ class MLPCritic(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], hidden_sizes: list[int], norm: str = "none") -> None:
         super().__init__()
         if norm not in ("none", "layer"):
-            raise ValueError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
+            raise InputError(f"critic norm={norm!r} is not allowed; choose 'none' or 'layer'")
         backbone = BackboneConfig(
             kind="mlp", hidden_sizes=list(hidden_sizes), activation="leaky_relu", layer_norm=norm == "layer"
         )

@@ -25,7 +25,12 @@ from rlgen.generative.runs import (
 )
 from rlgen.generative.wgan_gp.config import WGANGPConfig
 from rlgen.generative.wgan_gp.losses import gradient_penalty
-from rlgen.generative.wgan_gp.sample import ALGO, build_critic, build_generator, generate_images
+from rlgen.generative.wgan_gp.sample import (
+    ALGO,
+    build_critic,
+    build_generator,
+    generate_images,
+)
 from rlgen.training import (
     GracefulInterrupt,
     Precision,
