@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-from rlgen.cli.common import INTERRUPTED_EXIT, refuse_on_resume, training_options, user_errors
+from rlgen.cli.common import (
+    INTERRUPTED_EXIT,
+    refuse_on_resume,
+    training_options,
+    user_errors,
+)
 from rlgen.errors import InputError
 
 

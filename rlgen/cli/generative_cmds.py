@@ -6,8 +6,14 @@ import dataclasses
 
 import click
 
-from rlgen.cli.common import INTERRUPTED_EXIT, refuse_on_resume, training_options, user_errors
+from rlgen.cli.common import (
+    INTERRUPTED_EXIT,
+    refuse_on_resume,
+    training_options,
+    user_errors,
+)
 from rlgen.generative.configs import make_config, model_parts
+
 
 @click.command("train")
 @click.argument("model")

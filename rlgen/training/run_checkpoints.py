@@ -80,6 +80,7 @@ class RunCheckpoints:
             companion: ``write(path, token)`` for a file saved with this checkpoint.
         """
         token = secrets.token_hex(6)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         meta = {**meta, "run_name": self.run_dir.name, "token": token}
         if companion is not None:
             name = f"{companion_name}-{step:012d}-{token}.safetensors"

@@ -129,7 +129,9 @@ def train_classifier(
     """Train a DomainClassifier on a labeled split (cross-entropy, Adam).
 
     Runs under ``torch.random.fork_rng`` so evaluating a model does not move the
-    global RNG of the training run that called it.
+    global RNG of the training run that called it, and with gradients on even when
+    called from an evaluation under ``torch.no_grad`` (the first evaluation on a
+    machine trains the classifier there).
     """
     config = config or ClassifierConfig()
     config.validate()
@@ -140,7 +142,7 @@ def train_classifier(
         )
     device = torch.device(device)
     steps = max(config.epochs * (len(train) // config.batch_size), config.min_steps)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
         torch.manual_seed(config.seed)
         model = DomainClassifier(train.shape, train.num_classes, config).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)

@@ -59,6 +59,7 @@ class VAEConfig:
         default=1000, metadata={"help": "Steps between sample grids in TensorBoard (0 = never)."}
     )
     checkpoint_interval: int = field(default=1000, metadata={"help": "Steps between checkpoints (0 = final only)."})
+    keep_checkpoints: int = field(default=3, metadata={"help": "Checkpoints kept in the run's checkpoints/ folder."})
     eval_interval: int = field(default=0, metadata={"help": "Steps between eval/ metrics (0 = at the end only)."})
     eval_samples: int = field(
         default=1000, metadata={"help": "Generated images scored by the domain FID / KID (0 = skip them)."}

@@ -62,6 +62,7 @@ class WGANGPConfig:
     checkpoint_interval: int = field(
         default=1000, metadata={"help": "Generator steps between checkpoints (0 = final only)."}
     )
+    keep_checkpoints: int = field(default=3, metadata={"help": "Checkpoints kept in the run's checkpoints/ folder."})
     eval_interval: int = field(
         default=0, metadata={"help": "Generator steps between eval/ metrics (0 = at the end only)."}
     )
