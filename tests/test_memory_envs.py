@@ -107,3 +107,14 @@ def test_vector_env_episode_statistics():
     assert (infos["episode"]["l"] == 6).all()
     assert set(infos["episode"]["r"].tolist()) <= {0.0, 1.0}
     envs.close()
+
+
+def test_import_rlgen_registers_its_environments_for_gym_make():
+    """gymnasium 1.x's convention (as ale_py): `import rlgen; gym.register_envs(rlgen)`, then gym.make."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, rlgen; gym.register_envs(rlgen); "
+            "env = gym.make('rlgen/CartPoleNoVel-v0'); obs, _ = env.reset(seed=0); print(obs.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(2,)"

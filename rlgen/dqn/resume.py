@@ -105,6 +105,9 @@ class ResumePoint:
 
         file, run_dir = resume_location(resume)
         header = read_header(file)
+        for name, kind, what in (("lr_schedule", dict, "a mapping (the LR schedule's state)"),
+                                 ("update_step", int, "an int"), ("replay_rng", dict, "a numpy generator state")):
+            _field(header.meta, file, name, kind, what)
         check_resume_config(header.config, config, file)
         done = header.meta["step"]
         if config.total_timesteps < done:

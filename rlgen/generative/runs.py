@@ -74,7 +74,8 @@ def open_run(run_dir: str | Path, algo: str) -> Checkpoint:
     checkpoint = load_checkpoint(path)
     found = checkpoint.meta.get("algo")
     if found != algo:
-        raise CheckpointError(f"{str(path)!r} is a {found!r} checkpoint, not {algo!r}; use `rlgen sample {found}`")
+        use = f"`rlgen sample {found}`" if found in MODELS else "`rlgen eval` or `rlgen enjoy`"
+        raise CheckpointError(f"{str(path)!r} is a {found!r} checkpoint, not {algo!r}; use {use}")
     return checkpoint
 
 

@@ -82,6 +82,8 @@ def generate(
         raise UnknownNameError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if num_images < 1:
         raise InputError(f"-n {num_images}: the number of images must be at least 1")
+    if guidance is not None and not math.isfinite(guidance):
+        raise InputError(f"--guidance {guidance} must be a finite number (1 = no guidance; 2-5 are typical)")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     if model != "diffusion":

@@ -135,6 +135,8 @@ class RunLogger:
         run_name: str | None = None,
     ) -> None:
         logdir = Path(logdir)
+        if logdir.exists() and not logdir.is_dir():
+            raise InputError(f"--logdir {logdir} is a file; pass a directory to hold the run directories (default: runs)")
         if run_name is not None:
             self.run_dir = logdir / run_name
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
-from rlgen.errors import InputError, UnknownNameError
+from rlgen.errors import CheckpointError, InputError, UnknownNameError
 from rlgen.generative.diffusion.config import SCHEDULERS, DiffusionConfig
 from rlgen.generative.diffusion.networks import build_denoiser
 from rlgen.generative.runs import config_from_run, open_run, run_directory
@@ -105,8 +105,15 @@ def load(
     checkpoint.load_module("ema", ema)  # the averaged weights are the ones to sample from
     denoiser = ema.shadow
     run_dir = run_directory(run_dir)
-    if (run_dir / DDPMScheduler.config_name).is_file():
-        scheduler_config = dict(DDPMScheduler.load_config(run_dir))
+    config_file = run_dir / DDPMScheduler.config_name
+    if config_file.is_file():
+        try:
+            scheduler_config = dict(DDPMScheduler.load_config(run_dir))
+        except (OSError, ValueError) as exc:  # diffusers raises EnvironmentError for unreadable JSON
+            raise CheckpointError(
+                f"{config_file} is not a readable scheduler config ({str(exc).splitlines()[0][:120]}); delete it "
+                "to sample with the scheduler the run's checkpoint describes"
+            ) from None
     else:
         scheduler_config = dict(training_scheduler(config).config)
     return denoiser.to(device).eval(), config, checkpoint.meta, scheduler_config

@@ -8,6 +8,7 @@ so that ``DDPMPipeline.from_pretrained(run_dir)`` samples it as well.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -36,6 +37,18 @@ from rlgen.training import (
     make_optimizer,
     maybe_compile,
 )
+
+log = logging.getLogger(__name__)
+
+
+def warmup_steps(config: DiffusionConfig) -> int:
+    """The preset's warmup, or a tenth of a run shorter than it (a shortened run should still work)."""
+    if config.warmup_steps < config.steps:
+        return config.warmup_steps
+    short = config.steps // 10
+    log.warning(f"warmup_steps={config.warmup_steps} is not shorter than the run (steps={config.steps}); "
+                f"warming the learning rate up over {short} steps (a tenth of the run) instead")
+    return short
 
 
 def train(
@@ -70,7 +83,7 @@ def train(
             betas=(0.9, config.adam_beta2),
         )
         lr_schedule = make_lr_schedule(
-            optimizer, config.lr_schedule, total_steps=config.steps, warmup_steps=config.warmup_steps
+            optimizer, config.lr_schedule, total_steps=config.steps, warmup_steps=warmup_steps(config)
         )
         scheduler = training_scheduler(config)
         precision = Precision(config.precision, torch_device)
