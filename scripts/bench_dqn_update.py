@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from rlgen.dqn import make_config
 from rlgen.dqn.networks import build_q_network
 from rlgen.dqn.replay import ReplayBatch, ReplayBuffer
-from rlgen.dqn.train import td_loss
+from rlgen.dqn.losses import TransitionTDLoss
 from rlgen.training import gradient_step, make_optimizer
 
 
@@ -90,7 +90,8 @@ def main() -> None:
 
     with torch.no_grad():
         forward = best_time(lambda: q_net(batch.obs), args.iters, args.repeats)
-    ours = best_time(update(lambda: td_loss(q_net, target_net, batch, config)[0]), args.iters, args.repeats)
+    loss = TransitionTDLoss(config)
+    ours = best_time(update(lambda: loss(q_net, target_net, batch).loss), args.iters, args.repeats)
     one_pass = best_time(update(lambda: one_pass_td_loss(q_net, target_net, batch)), args.iters, args.repeats)
     sample = best_time(lambda: buffer.sample(config.batch_size, rng), args.iters, args.repeats)
     print(f"forward, batch {config.batch_size}:                  {forward * 1e6:7.0f} us")

@@ -115,3 +115,66 @@ def test_a_replay_from_another_save_is_never_paired_with_a_checkpoint(tmp_path):
     resumed = train(config, device="cpu", resume=part.run_dir, progress=False)
     assert resumed.step >= config.total_timesteps  # resumed with an empty replay, said so, and finished
     assert not stray.exists()  # the stray file was pruned by the next save, never loaded
+
+
+def test_resume_from_a_checkpoint_in_another_runs_folder_writes_only_into_a_new_run(tmp_path):
+    config = make_config("CartPole-v1", seed=0, **CASES["cartpole"][1])
+    mine = _drain(train_steps(config, torch.device("cpu"), logdir=tmp_path / "a", interrupt=StopAfter(50)))
+    other = train(config, device="cpu", logdir=tmp_path / "b", progress=False)
+    stray = other.run_dir / "from-elsewhere.safetensors"
+    stray.write_bytes((mine.run_dir / "checkpoint.safetensors").read_bytes())
+    before = {p: p.read_bytes() for p in other.run_dir.rglob("*") if p.is_file()}
+
+    resumed = train(config, device="cpu", resume=stray, logdir=tmp_path / "new", progress=False)
+    assert resumed.run_dir.parent == tmp_path / "new" and resumed.step >= config.total_timesteps
+    after = {p: p.read_bytes() for p in other.run_dir.rglob("*") if p.is_file()}
+    assert after == before  # the other run's checkpoint, replay and logs are untouched
+
+
+def test_a_family_that_cannot_be_restored_says_so_and_still_resumes(tmp_path, monkeypatch, caplog):
+    import rlgen.envs.resumable as resumable
+
+    config = make_config("CartPole-v1", seed=0, **CASES["cartpole"][1])
+    part = _drain(train_steps(config, torch.device("cpu"), logdir=tmp_path, interrupt=StopAfter(50)))
+    monkeypatch.setattr(resumable, "EXACT_FAMILIES", ("minatar",))  # as for Atari: no exact restore
+    with caplog.at_level("WARNING"):
+        resumed = train(config, device="cpu", resume=part.run_dir, progress=False)
+    assert "cannot be saved exactly" in caplog.text and "not exact" in caplog.text
+    assert resumed.step >= config.total_timesteps
+
+
+def test_kill_9_never_leaves_a_checkpoint_paired_with_another_moments_replay(tmp_path):
+    """SIGKILL at random moments of a run that saves often: what is on disk always resumes consistently."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rlgen.dqn.resume import ResumePoint
+    from rlgen.dqn.replay_io import replay_token
+    from rlgen.training import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    for attempt in range(6):
+        logdir = tmp_path / f"try{attempt}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlgen.cli.main", "train-dqn", "CartPole-v1", "--total-steps", "5000000",
+             "--logdir", str(logdir), "--device", "cpu", "--quiet", "--set", "checkpoint_freq=320",
+             "--set", "keep_checkpoints=2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.time() + 120
+        while not list(logdir.glob("*/checkpoint.safetensors")) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(float(rng.uniform(0.0, 1.5)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (run,) = logdir.iterdir()
+        ckpt = load_checkpoint(run / "checkpoint.safetensors")
+        named = run / ckpt.meta["replay"]["file"]
+        assert named.is_file() and replay_token(named) == ckpt.meta["replay"]["token"]
+        config = make_config("CartPole-v1", overrides=["checkpoint_freq=320", "keep_checkpoints=2"],
+                             total_timesteps=5_000_000)
+        point = ResumePoint.find(run, config, logdir)
+        assert point.replay == named

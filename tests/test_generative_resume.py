@@ -91,3 +91,12 @@ def test_a_failing_final_evaluation_never_costs_the_checkpoint(tmp_path, monkeyp
     (run,) = tmp_path.iterdir()
     assert load_checkpoint(run / "checkpoint.safetensors").meta["step"] == 5
 
+
+
+def test_a_diffusion_run_shorter_than_its_warmup_trains_and_says_so(tmp_path, caplog):
+    """`rlgen train diffusion --steps 200` on a preset with a longer warmup: warm up over a tenth instead."""
+    overrides = [o for o in COMMON + TINY["diffusion"] if not o.startswith("warmup_steps")] + ["warmup_steps=500"]
+    config = make_config("diffusion", "digits", overrides=overrides, steps=20)
+    with caplog.at_level("WARNING"):
+        result = model_parts("diffusion")[1](config, logdir=tmp_path, device="cpu", progress=False)
+    assert result.step == 20 and "warming the learning rate up over 2 steps" in caplog.text

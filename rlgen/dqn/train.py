@@ -136,7 +136,8 @@ def train_steps(
     if point is not None:  # a resumed run writes only into its own run directory
         logdir, run_name = point.logdir, point.run_name
     logger = RunLogger(logdir, config.env_id, "dqn", config.seed, to_dict(config), run_name=run_name)
-    checkpoints = RunCheckpoints(logger.run_dir, config.keep_checkpoints)
+    checkpoints = RunCheckpoints(logger.run_dir, config.keep_checkpoints,
+                                 run_id=point.header.meta.get("run_id") if point and point.run_name else None)
     bar = ProgressBar(config.total_timesteps, desc=f"dqn {config.env_id}", unit="step", disable=not progress)
     report = TrainingReport(logger, bar, config.log_interval, 0, device,
                             keep_returns=max(20, config.keep_best_window))

@@ -210,7 +210,8 @@ class GenerativeRun:
                 self.batches._new_epoch()
             step = int(ckpt.meta["step"])
         self.logger = make_logger(self.logdir, self.algo, self.config, self.resume_dir)
-        self.checkpoints = RunCheckpoints(self.logger.run_dir, self.config.keep_checkpoints)
+        run_id = self.checkpoint.meta.get("run_id") if self.checkpoint is not None else None
+        self.checkpoints = RunCheckpoints(self.logger.run_dir, self.config.keep_checkpoints, run_id=run_id)
         return step
 
     def save(self, step: int, **meta: Any) -> Path:

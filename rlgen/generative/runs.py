@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,6 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 MODELS = ("vae", "gan", "diffusion")
 
 
-@dataclass
-class TrainResult:
-    """What a training loop returns: where it wrote, how far it got, what it logged."""
-
-    run_dir: Path
-    step: int
-    history: dict[str, list[float]] = field(default_factory=dict)  # tag -> values, one per log step
-    metrics: dict[str, float] = field(default_factory=dict)  # last eval/ metrics
-    interrupted: bool = False
-
-
 def dataset_meta(dataset: Any) -> dict[str, Any]:
     """What a checkpoint needs to rebuild a model without the data: shape and classes."""
     return {
@@ -41,11 +29,6 @@ def dataset_meta(dataset: Any) -> dict[str, Any]:
         "num_classes": int(dataset.num_classes),
         "class_names": list(dataset.class_names),
     }
-
-
-def checkpoint_meta(algo: str, step: int, config: Any, data: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The JSON header of a checkpoint: algo, step, the full config, the data meta and ``extra``."""
-    return {"algo": algo, "step": step, "config": to_dict(config), "data": dict(data), **extra}
 
 
 def make_logger(logdir: str | Path, algo: str, config: Any, resume: Path | None) -> RunLogger:

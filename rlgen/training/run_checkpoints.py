@@ -59,13 +59,16 @@ class RunCheckpoints:
     Args:
         run_dir: the run's directory.
         keep: checkpoints kept in ``checkpoints/`` (>= 1).
+        run_id: the run's identity, written into every checkpoint; a resumed run passes its
+            checkpoint's, a new run gets a fresh one.
     """
 
-    def __init__(self, run_dir: Path, keep: int):
+    def __init__(self, run_dir: Path, keep: int, run_id: str | None = None):
         if keep < 1:
             raise InputError(f"keep_checkpoints={keep} must be >= 1")
         self.run_dir = Path(run_dir)
         self.keep = keep
+        self.run_id = run_id or secrets.token_hex(8)
         self.latest = self.run_dir / LATEST
 
     def history(self) -> list[Path]:
@@ -81,7 +84,7 @@ class RunCheckpoints:
         """
         token = secrets.token_hex(6)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        meta = {**meta, "run_name": self.run_dir.name, "token": token}
+        meta = {**meta, "run_name": self.run_dir.name, "run_id": self.run_id, "token": token}
         if companion is not None:
             name = f"{companion_name}-{step:012d}-{token}.safetensors"
             companion(self.run_dir / name, token)
@@ -106,9 +109,9 @@ def resume_location(path: str | Path) -> tuple[Path, Path | None]:
     """The checkpoint file to resume from and the run directory it belongs to.
 
     ``path`` is a run directory or a checkpoint file. The run directory is where the
-    checkpoint lives when that directory is its run's own (its name is the run name
-    saved in the checkpoint); otherwise None: the resumed run gets a new directory
-    and never writes into a folder that is not its own.
+    checkpoint lives (or the folder above ``checkpoints/``) when that directory is its
+    run's own: its newest checkpoint carries the same run id. Otherwise None: the
+    resumed run gets a new directory and never writes into a folder not its own.
     """
     path = Path(path)
     if path.is_dir():
@@ -119,11 +122,18 @@ def resume_location(path: str | Path) -> tuple[Path, Path | None]:
         file = path
     else:
         raise CheckpointError(f"--resume {path} does not exist; pass a run directory or a checkpoint file in it")
-    meta = checkpoint_info(file)["meta"]
-    run_name = meta.get("run_name")
-    if run_name is None and (file.parent / "config.json").is_file():  # saved before run names were recorded
-        run_name = file.parent.name
+    run_id = _run_id(file)
     for candidate in (file.parent, file.parent.parent if file.parent.name == HISTORY else None):
-        if candidate is not None and run_name is not None and candidate.name == run_name:
+        if candidate is None or not (candidate / LATEST).is_file():
+            continue
+        if run_id is None:  # saved before runs had ids: the run's own checkpoint.safetensors only
+            if file == candidate / LATEST and (candidate / "config.json").is_file():
+                return file, candidate
+        elif _run_id(candidate / LATEST) == run_id:
             return file, candidate
     return file, None
+
+
+def _run_id(file: Path) -> str | None:
+    run_id = checkpoint_info(file)["meta"].get("run_id")
+    return run_id if isinstance(run_id, str) else None
