@@ -72,12 +72,12 @@ def test_prioritized_weights_match_hand_computation():
     buffer = PrioritizedReplayBuffer(16, 1, (1,), np.float32, alpha=0.5, eps=0.01)
     _fill(buffer, 5)
     # New transitions enter with the largest priority so far (1.0); the newest frame has none yet.
-    np.testing.assert_array_equal(buffer.tree.leaves(np.arange(6)), [1, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(buffer.priorities.tree.leaves(np.arange(6)), [1, 1, 1, 1, 1, 0])
 
     td = np.array([0.5, -1.0, 2.0, 0.0, 3.0])
     buffer.update_priorities(np.arange(5), td)
     p = (np.abs(td) + 0.01) ** 0.5
-    np.testing.assert_allclose(buffer.tree.leaves(np.arange(5)), p, rtol=1e-12)
+    np.testing.assert_allclose(buffer.priorities.tree.leaves(np.arange(5)), p, rtol=1e-12)
 
     beta = 0.4
     batch = buffer.sample(64, np.random.default_rng(0), beta=beta)
@@ -92,7 +92,7 @@ def test_prioritized_weights_match_hand_computation():
     # The next transition enters with the new maximum priority.
     no = np.zeros(1, dtype=bool)
     buffer.add(np.array([0]), np.array([5.0]), no, no, np.full((1, 1), 6, np.float32), no)
-    assert buffer.tree.leaves(np.array([5]))[0] == pytest.approx(p.max())
+    assert buffer.priorities.tree.leaves(np.array([5]))[0] == pytest.approx(p.max())
 
 
 def test_uniform_buffer_weights_are_ones():
@@ -326,5 +326,5 @@ def test_replay_save_load_round_trip_samples_identically(buffer_cls, tmp_path):
     for name in ("obs", "actions", "returns", "next_obs", "discounts", "weights"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     if buffer_cls is PrioritizedReplayBuffer:
-        np.testing.assert_array_equal(restored.tree.nodes, buffer.tree.nodes)
-        assert restored.max_priority == buffer.max_priority
+        np.testing.assert_array_equal(restored.priorities.tree.nodes, buffer.priorities.tree.nodes)
+        assert restored.priorities.max_priority == buffer.priorities.max_priority

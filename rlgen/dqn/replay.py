@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rlgen.dqn.replay_io import load_replay, save_replay
-from rlgen.dqn.sum_tree import SumTree
+from rlgen.dqn.sum_tree import Priorities
 from rlgen.errors import InputError
 
 
@@ -263,55 +263,38 @@ class ReplayBuffer:
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
-    """Proportional prioritized replay (Schaul et al. 2016) on a sum tree.
-
-    New transitions get the largest priority seen so far; sampled ones get
-    ``(|td_error| + eps) ** alpha``. Importance weights ``(N P(i)) ** -beta``
-    are normalised by their maximum in the batch.
-    """
+    """Proportional prioritized replay (Schaul et al. 2016) over transitions (``rlgen.dqn.sum_tree.Priorities``)."""
 
     def __init__(self, *args, alpha: float = 0.6, eps: float = 1e-6, **kwargs):
         super().__init__(*args, **kwargs)
-        self.alpha = alpha
-        self.eps = eps
-        self.tree = SumTree(self.size * self.num_envs)
-        self.max_priority = 1.0
+        self.priorities = Priorities(self.size * self.num_envs, alpha, eps)
 
     def _flat(self, t: int) -> np.ndarray:
         return t * self.num_envs + np.arange(self.num_envs)
 
     def _on_valid(self, t: int, valid: np.ndarray) -> None:
-        self.tree.update(self._flat(t), np.where(valid, self.max_priority, 0.0))
+        self.priorities.add(self._flat(t), valid)
 
     def _on_overwrite(self, t: int) -> None:
-        self.tree.update(self._flat(t), np.zeros(self.num_envs))
+        none = np.zeros(self.num_envs, dtype=bool)
+        self.priorities.add(self._flat(t), none)
         # The slots whose stacks reached into slot t lose their history: drop them.
         oldest = (t + 1) % self.size
         for k in range(self.frame_stack - 1):
-            self.tree.update(self._flat((oldest + k) % self.size), np.zeros(self.num_envs))
+            self.priorities.add(self._flat((oldest + k) % self.size), none)
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> ReplayBatch:
-        flat = self.tree.sample(batch_size, rng)
-        probs = self.tree.leaves(flat) / self.tree.total
-        count = len(self)
-        weights = (count * probs) ** (-beta)
-        weights = (weights / weights.max()).astype(np.float32)
+        flat, weights = self.priorities.sample(batch_size, rng, len(self), beta)
         return self._gather(flat, weights)
 
     def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         arrays, meta = super().state_arrays()
-        arrays["tree"] = self.tree.nodes
-        meta["max_priority"] = repr(self.max_priority)
-        return arrays, meta
+        more_arrays, more_meta = self.priorities.state()
+        return {**arrays, **more_arrays}, {**meta, **more_meta}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         super().load_state_arrays(arrays, meta)
-        if "tree" not in arrays:
-            raise InputError("saved replay has no priorities: resume with prioritized=false")
-        self.tree.nodes[...] = arrays["tree"]
-        self.max_priority = float(meta["max_priority"])
+        self.priorities.load_state(arrays, meta)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        priorities = (np.abs(td_errors) + self.eps) ** self.alpha
-        self.tree.update(indices, priorities)
-        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.priorities.update(indices, td_errors)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from rlgen.dqn.replay_io import load_replay, save_replay
-from rlgen.dqn.sum_tree import SumTree
+from rlgen.dqn.sum_tree import Priorities
 from rlgen.errors import InputError
 
 
@@ -280,48 +280,35 @@ class SequenceReplayBuffer:
 
 
 class PrioritizedSequenceReplayBuffer(SequenceReplayBuffer):
-    """Prioritized chunks (R2D2): proportional priorities on a sum tree over start slots.
+    """Prioritized chunks (R2D2): proportional priorities over start slots (``rlgen.dqn.sum_tree.Priorities``).
 
-    A new startable chunk gets the largest priority seen so far; a sampled one
-    gets ``(p + eps) ** alpha`` with ``p`` the mixed max/mean |TD error| the
-    learner computes. Importance weights ``(N P(i)) ** -beta`` are normalised by
-    their maximum in the batch.
+    A sampled chunk's priority comes from the mixed max/mean |TD error| the learner computes.
     """
 
     def __init__(self, *args, alpha: float = 0.6, eps: float = 1e-6, **kwargs):
         super().__init__(*args, **kwargs)
-        self.alpha = alpha
-        self.eps = eps
-        self.tree = SumTree(self.size * self.num_envs)
-        self.max_priority = 1.0
+        self.priorities = Priorities(self.size * self.num_envs, alpha, eps)
 
     def _set_startable(self, slots: np.ndarray, startable: np.ndarray) -> None:
         super()._set_startable(slots, startable)
         flat = (slots[:, None] * self.num_envs + np.arange(self.num_envs)).reshape(-1)
-        self.tree.update(flat, np.where(startable.reshape(-1), self.max_priority, 0.0))
+        self.priorities.add(flat, startable.reshape(-1))
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> SequenceBatch:
-        if self.tree.total <= 0:
+        if self.priorities.tree.total <= 0:
             self._sample_starts(batch_size, rng)  # raises the explanatory error
-        flat = self.tree.sample(batch_size, rng)
-        probs = self.tree.leaves(flat) / self.tree.total
-        weights = (len(self) * probs) ** (-beta)
-        weights = (weights / weights.max()).astype(np.float32)
+        flat, weights = self.priorities.sample(batch_size, rng, len(self), beta)
         return self._gather(flat, weights)
 
     def state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         arrays, meta = super().state_arrays()
-        arrays["tree"] = self.tree.nodes
-        meta["max_priority"] = repr(self.max_priority)
-        return arrays, meta
+        more_arrays, more_meta = self.priorities.state()
+        return {**arrays, **more_arrays}, {**meta, **more_meta}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
         super().load_state_arrays(arrays, meta)
-        self.tree.nodes[...] = arrays["tree"]
-        self.max_priority = float(meta["max_priority"])
+        self.priorities.load_state(arrays, meta)
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priorities of sampled chunks from their mixed |TD error|, (B,)."""
-        priorities = (np.abs(priorities) + self.eps) ** self.alpha
-        self.tree.update(indices, priorities)
-        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.priorities.update(indices, priorities)

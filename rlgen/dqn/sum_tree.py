@@ -60,3 +60,41 @@ class SumTree:
             leaves[bad] = self.find(rng.uniform(0.0, self.total, size=int(bad.sum())))
             bad = self.leaves(leaves) <= 0
         return np.minimum(leaves, self.capacity - 1)
+
+
+class Priorities:
+    """Proportional prioritized replay's bookkeeping (Schaul et al. 2016), for any buffer of n items.
+
+    New items get the largest priority seen so far; sampled ones get
+    ``(|error| + eps) ** alpha``. Importance weights ``(N P(i)) ** -beta`` are
+    normalised by their maximum in the batch. The transition and the sequence
+    buffer both hold one.
+    """
+
+    def __init__(self, n: int, alpha: float, eps: float):
+        self.alpha, self.eps = alpha, eps
+        self.tree = SumTree(n)
+        self.max_priority = 1.0
+
+    def add(self, flat: np.ndarray, live: np.ndarray) -> None:
+        """Items ``flat`` become sampleable where ``live`` (at the top priority), unsampleable elsewhere."""
+        self.tree.update(flat, np.where(live, self.max_priority, 0.0))
+
+    def sample(self, batch_size: int, rng: np.random.Generator, count: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        """(flat indices (B,), importance weights (B,) float32) of ``count`` sampleable items."""
+        flat = self.tree.sample(batch_size, rng)
+        probs = self.tree.leaves(flat) / self.tree.total
+        weights = (count * probs) ** (-beta)
+        return flat, (weights / weights.max()).astype(np.float32)
+
+    def update(self, indices: np.ndarray, errors: np.ndarray) -> None:
+        priorities = (np.abs(errors) + self.eps) ** self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        return {"tree": self.tree.nodes}, {"max_priority": repr(self.max_priority)}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+        self.tree.nodes[...] = arrays["tree"]
+        self.max_priority = float(meta["max_priority"])
