@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from rlgen.config import check_types
 from rlgen.errors import InputError
 
 Kind = Literal["mlp", "nature_cnn", "small_cnn", "impala_cnn", "lstm", "gru", "transformer"]
@@ -73,8 +74,12 @@ class BackboneConfig:
         metadata={"help": "Transformer output: none (B, T, D) | last | mean | cls (B, D)"},
     )
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field, its value and what is allowed."""
+        """Raise ``ValueError`` naming the first bad field, its value and what is allowed (runs on construction)."""
+        check_types(self)
         for name, allowed in (
             ("kind", KINDS),
             ("activation", ACTIVATIONS),

@@ -87,7 +87,7 @@ class DQNConfig:
         "Torch CPU threads; 0 = 1 for MLP backbones (tiny matmuls lose to threading overhead), "
         "torch's default otherwise.", default=0,
     )
-    # Memory: recurrent (lstm / gru) and transformer Q-networks, rlgen.dqn.recurrent_train
+    # Memory: recurrent (lstm / gru) and transformer Q-networks (sequence replay and loss, SequenceActor)
     sequence_length: int = _help(
         "Recurrent/transformer DQN: trained steps per sampled chunk (after the burn-in).", default=16
     )

@@ -65,6 +65,20 @@ def check_replay_fits(config: DQNConfig, obs_space: gym.spaces.Box, frame_stack:
         )
 
 
+def check_network_fits(config: DQNConfig, obs_space: gym.spaces.Box, num_actions: int) -> None:
+    """Raise before building a Q-network that cannot fit in memory (counted on the meta device, no allocation)."""
+    from rlgen.dqn.networks import build_network
+
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_network(config, obs_space, num_actions).parameters())
+    need, have = params * 4 * 4, _memory_bytes()  # online + target + Adam's two moments, fp32
+    if have is not None and need > have:
+        raise RlgenError(
+            f"backbone {config.backbone.kind} with these sizes has {params:,} parameters: {need / 2**30:,.1f} GiB "
+            f"with its target network and optimizer, and this machine has {have / 2**30:,.1f} GiB; use smaller layers"
+        )
+
+
 def make_replay(config: DQNConfig, obs_space: gym.spaces.Box, frame_stack: int, q_net: torch.nn.Module,
                 device: torch.device):
     """The replay buffer for ``config``: transitions for feed-forward nets, chunks for memory nets."""

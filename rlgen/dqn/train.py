@@ -31,6 +31,7 @@ from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.learning import (
     BestSnapshot,
+    check_network_fits,
     learning_starts,
     make_loss,
     make_optimization,
@@ -119,6 +120,7 @@ def train_steps(
         envs = ResumableVectorEnv(make_vector_env(config.env_id, config.num_envs, seed=config.seed), config.env_id)
         obs_space, num_actions = envs.single_observation_space, int(envs.single_action_space.n)
 
+        check_network_fits(config, obs_space, num_actions)
         q_net = build_network(config, obs_space, num_actions).to(device)
         target_net = copy.deepcopy(q_net)
         target_net.requires_grad_(False)
