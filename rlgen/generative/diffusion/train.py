@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 
 def warmup_steps(config: DiffusionConfig) -> int:
     """The preset's warmup, or a tenth of a run shorter than it (a shortened run should still work)."""
-    if config.warmup_steps < config.steps:
+    if config.warmup_steps <= config.steps:
         return config.warmup_steps
     short = config.steps // 10
-    log.warning(f"warmup_steps={config.warmup_steps} is not shorter than the run (steps={config.steps}); "
+    log.warning(f"warmup_steps={config.warmup_steps} is longer than the run (steps={config.steps}); "
                 f"warming the learning rate up over {short} steps (a tenth of the run) instead")
     return short
 
