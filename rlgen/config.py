@@ -159,6 +159,13 @@ def between(config: Any, low: float, high: float, *names: str) -> None:
             raise InputError(f"{name}={getattr(config, name)} must be in [{low}, {high}]")
 
 
+def check_run_fields(config: Any) -> None:
+    """Types of every field, and the run fields every generative config has (seed, intervals, checkpoints)."""
+    check_types(config)
+    at_least(config, 1, "keep_checkpoints", "log_interval")
+    at_least(config, 0, "seed", "sample_interval", "checkpoint_interval", "eval_interval")
+
+
 def _resolved_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlgen.config import at_least, check_types
+from rlgen.config import check_run_fields
 from rlgen.errors import InputError
 
 
@@ -71,13 +71,11 @@ class WGANGPConfig:
         default=1000, metadata={"help": "Generated images scored by the domain FID / KID (0 = skip them)."}
     )
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # every value is checked before any step
         self.validate()
 
     def validate(self) -> None:
-        check_types(self)
-        at_least(self, 1, "keep_checkpoints", "log_interval")
-        at_least(self, 0, "seed", "sample_interval", "checkpoint_interval", "eval_interval")
+        check_run_fields(self)
         if self.eval_samples == 1 or self.eval_samples < 0:
             raise InputError(f"eval_samples={self.eval_samples} must be 0 (no FID / KID) or at least 2")
         for name in ("steps", "batch_size", "latent_dim", "n_critic", "log_interval"):
