@@ -61,14 +61,35 @@ def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device
 
 
 @click.command("eval")
-@click.argument("run", type=click.Path())
+@click.argument("run", type=click.Path(), required=False)
 @click.option("--episodes", type=int, default=100, show_default=True, help="Episodes to average over.")
 @click.option("--epsilon", type=float, default=0.0, show_default=True, help="Random-action rate (0 = greedy).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--onnx", "onnx_file", type=click.Path(dir_okay=False), default=None,
+              help="Evaluate an exported policy (rlgen export) with onnxruntime instead of a run.")
+@click.option("--env", "env_id", default=None, help="With --onnx: the environment (default: the one it was trained on).")
 @user_errors
-def eval_cmd(run, episodes, epsilon, seed, device):
-    """Evaluate a trained agent (RUN: a run directory or a checkpoint file)."""
+def eval_cmd(run, episodes, epsilon, seed, device, onnx_file, env_id):
+    """Evaluate a trained agent (RUN: a run directory or a checkpoint file), or an exported one (--onnx FILE).
+
+    \b
+    Examples:
+      rlgen eval runs/CartPole-v1__dqn__0__1700000000 --episodes 100
+      rlgen eval --onnx runs/CartPole-v1__dqn__0__1700000000/q_policy.onnx
+    """
+    if onnx_file is not None:
+        if run is not None:
+            raise InputError("give either RUN or --onnx FILE, not both")
+        from rlgen.export.runtime import evaluate_onnx
+
+        env_id, mean, std = evaluate_onnx(onnx_file, episodes, env_id=env_id, seed=seed, epsilon=epsilon)
+        click.echo(f"{env_id}: mean return {mean:.2f} +/- {std:.2f} over {episodes} episodes (onnxruntime)")
+        return
+    if run is None:
+        raise InputError("rlgen eval needs RUN (a run directory or checkpoint) or --onnx FILE")
+    if env_id is not None:
+        raise InputError("--env applies to --onnx; a run evaluates on the environment it was trained on")
     from rlgen.dqn import DQNAgent
 
     agent = DQNAgent.load(run, device=device)

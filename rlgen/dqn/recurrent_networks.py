@@ -212,7 +212,7 @@ class TransformerQNetwork(nn.Module):
         """One step for N env copies: slide each window by one; a starting episode pads all but the newest."""
         window, padding = memory
         window = torch.cat([window[:, 1:], obs.unsqueeze(1).to(window.dtype)], dim=1)  # (N, K, *obs)
-        padding = torch.cat([padding[:, 1:], padding.new_zeros(len(padding), 1)], dim=1)  # (N, K)
+        padding = torch.cat([padding[:, 1:], torch.zeros_like(padding[:, :1])], dim=1)  # (N, K); no len(): exportable
         padding[:, :-1] |= starts.view(-1, 1)
         return self(window, padding), (window, padding)
 
