@@ -136,9 +136,9 @@ def check_types(config: Any) -> None:
     hints = _resolved_hints(type(config))
     for f in dataclasses.fields(config):
         value, tp = getattr(config, f.name), hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            continue
-        checked = coerce(value, tp, f.name)
+        if dataclasses.is_dataclass(tp) and isinstance(value, tp):
+            continue  # validated when it was built
+        checked = coerce(value, tp, f.name)  # a mapping for a nested config becomes that config
         if isinstance(checked, float) and not math.isfinite(checked):
             raise InputError(f"{f.name}={value!r} must be a finite number")
         if checked is not value:
