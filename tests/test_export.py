@@ -183,3 +183,30 @@ def test_what_cannot_be_exported_or_run_is_one_clear_line(tmp_path):
     notes.write_text("not a model")
     result = _invoke("eval", "--onnx", notes)
     assert result.exit_code == 2 and "not an ONNX model" in result.stderr
+
+
+def test_the_documented_onnx_sampling_loop_draws_what_rlgen_sample_draws(generative_runs, tmp_path):
+    from rlgen.export.diffusion_sampling import sample_onnx_denoiser
+    from rlgen.generative.sampling import generate
+
+    (den_file,) = export_run(generative_runs["diffusion"], tmp_path / "denoiser.onnx")
+    ours = sample_onnx_denoiser(den_file, 4, steps=5, scheduler="ddim", class_label=3, seed=7)
+    expected = generate("diffusion", generative_runs["diffusion"], num_images=4, seed=7, device=torch.device("cpu"),
+                        scheduler="ddim", steps=5, class_label=3, guidance=1.0)
+    np.testing.assert_allclose(ours, expected.images.numpy(), atol=1e-4)  # both in [0, 1]
+
+
+def test_a_network_the_exporter_cannot_trace_is_one_line_saying_why(tmp_path, monkeypatch):
+    import rlgen.export.wrappers as wrappers
+
+    class Untraceable(wrappers.QPolicy):
+        def forward(self, obs):
+            if obs.sum() > 0:  # data-dependent control flow: torch.export refuses it
+                return super().forward(obs)
+            return super().forward(-obs)
+
+    monkeypatch.setattr(wrappers, "QPolicy", Untraceable)
+    _, path = _agent("mlp-dueling", tmp_path)
+    result = _invoke("export", path)
+    assert result.exit_code == 2 and "cannot be exported to ONNX" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -9,6 +9,8 @@ so ``rlgen eval --onnx`` and other runtimes can use the file on its own.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import warnings
@@ -20,7 +22,6 @@ import torch
 from torch import nn
 
 from rlgen import __version__
-from rlgen.config import to_dict
 from rlgen.errors import InputError, RlgenError
 
 DEFAULT_OPSET = 18
@@ -52,7 +53,12 @@ def _require_onnx():
 def dqn_specs(path: Path) -> list[ExportSpec]:
     from rlgen.dqn import DQNAgent
     from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
-    from rlgen.export.wrappers import GRUQPolicy, LSTMQPolicy, QPolicy, TransformerQPolicy
+    from rlgen.export.wrappers import (
+        GRUQPolicy,
+        LSTMQPolicy,
+        QPolicy,
+        TransformerQPolicy,
+    )
 
     agent = DQNAgent.load(path)
     q_net, config = agent.q_net.eval(), agent.config
@@ -83,7 +89,13 @@ def dqn_specs(path: Path) -> list[ExportSpec]:
 
 
 def generative_specs(algo: str, run: Path) -> list[ExportSpec]:
-    from rlgen.export.wrappers import ConditionalDenoiserStep, DenoiserStep, GeneratorImages, VAEDecoder, VAEEncoder
+    from rlgen.export.wrappers import (
+        ConditionalDenoiserStep,
+        DenoiserStep,
+        GeneratorImages,
+        VAEDecoder,
+        VAEEncoder,
+    )
 
     cpu = torch.device("cpu")
     if algo == "gan":
@@ -176,41 +188,54 @@ def _export(spec: ExportSpec, target: Path, opset: int, run_meta: dict[str, Any]
     try:
         with warnings.catch_warnings(), _quiet_exporter():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                spec.module.eval(), tuple(spec.inputs.values()), input_names=list(spec.inputs),
-                output_names=spec.outputs, opset_version=opset, dynamo=True, dynamic_shapes=dynamic,
-                external_data=False,
-            )
+            try:
+                program = torch.onnx.export(
+                    spec.module.eval(), tuple(spec.inputs.values()), input_names=list(spec.inputs),
+                    output_names=spec.outputs, opset_version=opset, dynamo=True, dynamic_shapes=dynamic,
+                    external_data=False,
+                )
+            except Exception as exc:  # the exporter's own error types; `rlgen --debug export` shows its report
+                raise CheckpointKindError(
+                    f"the {spec.name} of this run cannot be exported to ONNX: {_reason(exc)} "
+                    "(rlgen --debug export ... shows the exporter's full report)"
+                ) from exc
         model = program.model_proto
-        props = {
-            "rlgen_version": __version__, "rlgen_graph": spec.name, "opset": str(opset),
-            "inputs": json.dumps(list(spec.inputs)), "outputs": json.dumps(spec.outputs),
-            "algo": run_meta["algo"], "step": str(run_meta["step"]),
-            "config": json.dumps(run_meta["config"] if isinstance(run_meta["config"], dict) else to_dict(run_meta["config"])),
-            **{k: json.dumps(v) for k, v in spec.meta.items()},
+        props = {  # every value JSON, so a reader decodes them all the same way
+            "rlgen_version": __version__, "rlgen_graph": spec.name, "opset": opset,
+            "inputs": list(spec.inputs), "outputs": spec.outputs, "algo": run_meta["algo"], "step": run_meta["step"],
+            "config": run_meta["config"], **spec.meta,
         }
         for key, value in props.items():
             entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+            entry.key, entry.value = key, json.dumps(value)
         onnx.save(model, str(tmp))
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _reason(exc: Exception) -> str:
+    """The line of torch's exporter report that says what failed."""
+    for line in str(exc).splitlines():
+        if line.startswith("<class "):
+            return line.split(">: ", 1)[-1][:300]
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
 class _quiet_exporter:
-    """torch's exporter reports every stage on the root logger and stdout; keep it to warnings."""
+    """torch's exporter reports every stage on stdout and stderr (graphs included); keep them out of the terminal."""
 
     def __enter__(self):
-        self._level = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
-        import contextlib
-        import io
-
-        self._redirect = contextlib.redirect_stdout(io.StringIO())
-        self._redirect.__enter__()
+        self._loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "torch.fx", "torch._dynamo")}
+        self._levels = {name: logger.level for name, logger in self._loggers.items()}
+        for logger in self._loggers.values():
+            logger.setLevel(logging.ERROR)  # "torchvision is not installed", symbolic-shape notes
+        self._streams = contextlib.ExitStack()
+        self._streams.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        self._streams.enter_context(contextlib.redirect_stderr(io.StringIO()))
         return self
 
     def __exit__(self, *exc):
-        self._redirect.__exit__(*exc)
-        logging.getLogger("torch.onnx").setLevel(self._level)
+        self._streams.close()
+        for name, logger in self._loggers.items():
+            logger.setLevel(self._levels[name])
