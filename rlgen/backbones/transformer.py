@@ -66,13 +66,24 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+                weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``weights``, when given, receives this block's attention weights (B, nh, T, T) (rlgen explain)."""
         batch, steps, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 x (B, T, D)
         q, k, v = (t.view(batch, steps, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(  # (B, nh, T, D / nh)
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )
+        if weights is None:
+            y = F.scaled_dot_product_attention(  # (B, nh, T, D / nh)
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+            )
+        else:  # the same attention written out, to keep its weights (no dropout: for inspection)
+            allowed = mask if mask is not None else torch.ones(steps, steps, dtype=torch.bool, device=x.device)
+            if is_causal:
+                allowed = allowed & torch.ones(steps, steps, dtype=torch.bool, device=x.device).tril()
+            scores = (q @ k.transpose(-2, -1)) / (d // self.n_heads) ** 0.5  # (B, nh, T, T)
+            attention = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+            weights.append(attention)
+            y = attention @ v  # (B, nh, T, D / nh)
         y = y.transpose(1, 2).reshape(batch, steps, d)  # (B, T, D)
         x = x + self.drop(self.proj(y))
         return x + self.drop(self.ff(self.ln2(x)))
@@ -107,13 +118,15 @@ class TransformerBackbone(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)
         self.out_dim = config.d_model
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                attention: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Encode a batch of sequences.
 
         Args:
             x: (B, T, *obs_shape) observations ((B, T) indices for a Discrete space).
             padding_mask: (B, T) bool, True marks padding steps, which no step
                 attends to and which pooling ignores; None = no padding.
+            attention: a list that receives each block's attention weights (B, nh, T, T).
 
         Returns:
             (B, T, out_dim) for pool "none" (padding steps zeroed), else (B, out_dim).
@@ -137,7 +150,7 @@ class TransformerBackbone(nn.Module):
         mask = attention_mask(padding_mask, h.shape[1], self.causal)
         is_causal = self.causal and mask is None
         for block in self.blocks:
-            h = block(h, mask, is_causal)
+            h = block(h, mask, is_causal, attention)
         h = self.ln_f(h)  # (B, T or T + 1, D)
         return self._pool(h, padding_mask, steps)
 

@@ -93,7 +93,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Pa
     return path
 
 
-def _gif_summary(tag: str, frames: np.ndarray, fps: float) -> Summary:
+def gif_summary(tag: str, frames: np.ndarray, fps: float) -> Summary:
     """An image summary holding an animated GIF, which TensorBoard plays in the Images tab.
 
     Written with Pillow because ``SummaryWriter.add_video`` needs moviepy.
@@ -192,7 +192,7 @@ class RunLogger:
 
     def video(self, tag: str, frames: np.ndarray, step: int, fps: float = 30) -> None:
         """Log an episode's frames, a uint8 array (T, H, W, C), as an animated GIF."""
-        self._writer._get_file_writer().add_summary(_gif_summary(tag, np.asarray(frames), fps), self._step(step))
+        self._writer._get_file_writer().add_summary(gif_summary(tag, np.asarray(frames), fps), self._step(step))
 
     def hparams_final(self, metrics: dict[str, float]) -> None:
         """Record the run's final metrics (e.g. ``{"eval/episodic_return": 200.0}``) for the HParams tab."""

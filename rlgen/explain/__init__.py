@@ -1,0 +1,1 @@
+"""A look inside the networks: saliency and Grad-CAM, transformer attention, VAE latent traversals."""
