@@ -40,8 +40,10 @@ class CNN(nn.Module):
         with torch.no_grad():
             n_flat = convs(torch.zeros(1, *spec.shape)).flatten(1).shape[1]
         if config.features_dim > 0:
+            # layer_norm: LayerNorm before the activation, as PQN's networks (Gallici et al. 2024) need.
+            norm = [nn.LayerNorm(config.features_dim)] if config.layer_norm else []
             self.head: nn.Module = nn.Sequential(
-                nn.Linear(n_flat, config.features_dim), make_activation(config.activation)
+                nn.Linear(n_flat, config.features_dim), *norm, make_activation(config.activation)
             )
             self.out_dim = config.features_dim
         else:

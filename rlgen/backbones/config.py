@@ -46,7 +46,8 @@ class BackboneConfig:
         default="relu", metadata={"help": "relu | tanh | gelu | silu | elu | leaky_relu (all kinds)"}
     )
     layer_norm: bool = field(
-        default=False, metadata={"help": "LayerNorm before each MLP activation (mlp and pre-encoders)"}
+        default=False,
+        metadata={"help": "LayerNorm before each MLP activation (mlp, pre-encoders) and the CNN head's (PQN)"},
     )
     dropout: float = field(
         default=0.0, metadata={"help": "Dropout probability in MLPs, between RNN layers and in transformers"}

@@ -1,4 +1,4 @@
-"""``rlgen train-dqn``, ``rlgen eval`` and ``rlgen enjoy``."""
+"""``rlgen train-dqn``, ``rlgen train-pqn``, ``rlgen eval`` and ``rlgen enjoy``."""
 
 from __future__ import annotations
 
@@ -15,49 +15,62 @@ from rlgen.cli.common import (
 from rlgen.errors import InputError
 
 
-@click.command("train-dqn")
-@click.argument("env_id")
-@click.option("--preset", default=None, help="Preset name from agents/dqn.yml (default: the one named ENV_ID).")
-@click.option("--total-steps", type=int, default=None, help="Environment steps (overrides the preset).")
-@click.option("--num-envs", type=int, default=None, help="Environment copies stepped together.")
-@click.option("--resume", type=click.Path(), default=None, help="Continue a run from its directory or checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@training_options
-@user_errors
-def train_dqn(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file):
-    """Train a DQN agent on ENV_ID (e.g. CartPole-v1, MinAtar/Breakout-v1, ALE/Pong-v5)."""
-    from rlgen.dqn import make_config
-    from rlgen.dqn.agent import train_function
-    from rlgen.dqn.resume import read_header
-    from rlgen.training import resume_location
+def q_learning_command(algo: str, summary: str) -> click.Command:
+    """``rlgen train-dqn`` / ``rlgen train-pqn``: the same options, presets from ``agents/<algo>.yml``."""
 
-    if resume is not None:
-        # The checkpoint's own config wins; the command line may only extend the run.
-        refuse_on_resume({"--preset": preset, "--seed": seed, "--num-envs": num_envs, "--set": overrides,
-                          "--config": config_file}, allowed="--total-steps, --device, --logdir, --quiet")
-        config = read_header(resume_location(resume)[0]).config
-        if config.env_id != env_id:
-            raise InputError(f"--resume {resume} is a run of {config.env_id}, not {env_id}; "
-                             f"resume it with: rlgen train-dqn {config.env_id} --resume {resume}")
-        if total_steps is not None:
-            config = dataclasses.replace(config, total_timesteps=total_steps)
-    else:
-        config = make_config(
-            env_id, preset, config_file=config_file, overrides=list(overrides),
-            seed=seed, total_timesteps=total_steps, num_envs=num_envs,
-        )
-    result = train_function(config)(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
-    click.echo(f"run: {result.run_dir}")
-    if result.interrupted:
-        click.echo(f"interrupted at step {result.global_step:,}: checkpoint saved to {result.checkpoint}")
-        click.echo(f"resume with: rlgen train-dqn {env_id} --resume {result.run_dir}")
-        raise SystemExit(INTERRUPTED_EXIT)
-    click.echo(f"checkpoint: {result.checkpoint}")
-    click.echo(f"trained {result.global_step:,} steps in {result.wall_seconds:.1f} s")
-    if result.eval_mean is not None:
-        click.echo(
-            f"eval over {config.eval_episodes} episodes: {result.eval_mean:.2f} +/- {result.eval_std:.2f}"
-        )
+    @click.command(f"train-{algo}", help=summary)
+    @click.argument("env_id")
+    @click.option("--preset", default=None, help=f"Preset name from agents/{algo}.yml (default: the one named ENV_ID).")
+    @click.option("--total-steps", type=int, default=None, help="Environment steps (overrides the preset).")
+    @click.option("--num-envs", type=int, default=None, help="Environment copies stepped together.")
+    @click.option("--resume", type=click.Path(), default=None, help="Continue a run from its directory or checkpoint.")
+    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    @training_options
+    @user_errors
+    def command(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file):
+        from rlgen.dqn import make_config
+        from rlgen.dqn.agent import train_function
+        from rlgen.dqn.resume import algo_of, read_header
+        from rlgen.training import resume_location
+
+        if resume is not None:
+            # The checkpoint's own config wins; the command line may only extend the run.
+            refuse_on_resume({"--preset": preset, "--seed": seed, "--num-envs": num_envs, "--set": overrides,
+                              "--config": config_file}, allowed="--total-steps, --device, --logdir, --quiet")
+            config = read_header(resume_location(resume)[0]).config
+            if algo_of(config) != algo:
+                raise InputError(f"--resume {resume} is a {algo_of(config)} run; resume it with: "
+                                 f"rlgen train-{algo_of(config)} {config.env_id} --resume {resume}")
+            if config.env_id != env_id:
+                raise InputError(f"--resume {resume} is a run of {config.env_id}, not {env_id}; "
+                                 f"resume it with: rlgen train-{algo} {config.env_id} --resume {resume}")
+            if total_steps is not None:
+                config = dataclasses.replace(config, total_timesteps=total_steps)
+        else:
+            config = make_config(
+                env_id, preset, config_file=config_file, overrides=list(overrides), algo=algo,
+                seed=seed, total_timesteps=total_steps, num_envs=num_envs,
+            )
+        result = train_function(config)(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
+        click.echo(f"run: {result.run_dir}")
+        if result.interrupted:
+            click.echo(f"interrupted at step {result.global_step:,}: checkpoint saved to {result.checkpoint}")
+            click.echo(f"resume with: rlgen train-{algo} {env_id} --resume {result.run_dir}")
+            raise SystemExit(INTERRUPTED_EXIT)
+        click.echo(f"checkpoint: {result.checkpoint}")
+        click.echo(f"trained {result.global_step:,} steps in {result.wall_seconds:.1f} s")
+        if result.eval_mean is not None:
+            click.echo(
+                f"eval over {config.eval_episodes} episodes: {result.eval_mean:.2f} +/- {result.eval_std:.2f}"
+            )
+
+    return command
+
+
+train_dqn = q_learning_command(
+    "dqn", "Train a DQN agent on ENV_ID (e.g. CartPole-v1, MinAtar/Breakout-v1, ALE/Pong-v5).")
+train_pqn = q_learning_command(
+    "pqn", "Train a PQN agent (parallel Q-learning: many envs, Q(lambda), LayerNorm, no replay) on ENV_ID.")
 
 
 @click.command("eval")
@@ -154,4 +167,4 @@ def _watch(agent, episodes: int, seed: int) -> None:
     env.close()
 
 
-COMMANDS = [train_dqn, eval_cmd, enjoy]
+COMMANDS = [train_dqn, train_pqn, eval_cmd, enjoy]

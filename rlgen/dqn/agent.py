@@ -42,19 +42,26 @@ def make_config(
     *,
     config_file: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    algo: str = "dqn",
     **fields: Any,
-) -> DQNConfig:
-    """Preset (or the family defaults), then a YAML file, then ``fields``, then ``--set`` overrides."""
+):
+    """Preset (or the family defaults), then a YAML file, then ``fields``, then ``--set`` overrides.
+
+    ``algo`` is ``dqn`` (a ``DQNConfig`` from ``agents/dqn.yml``) or ``pqn`` (``PQNConfig``, ``agents/pqn.yml``).
+    """
+    from rlgen.dqn.resume import config_classes
+
+    config_cls = config_classes()[algo]
     data: dict[str, Any] = {}
     spec = get_spec(env_id)  # unknown ids fail here, with suggestions
-    if preset is not None or has_preset("dqn", env_id):
-        data = get_preset("dqn", preset or env_id)
+    if preset is not None or has_preset(algo, env_id):
+        data = get_preset(algo, preset or env_id)
         # A preset named like an env id belongs to that env.
         preset_env = data.get("env_id", preset if preset is not None else env_id)
         if preset is not None and preset_env != env_id:
             raise InputError(f"preset {preset!r} is for {preset_env}, not {env_id}")
     else:
-        data = {"backbone": {"kind": spec.backbone}}
+        data = {"backbone": {"kind": spec.backbone, **({"layer_norm": True} if algo == "pqn" else {})}}
     if config_file is not None:
         data = merge(data, load_yaml(config_file))
     data = merge(data, {k: v for k, v in fields.items() if v is not None})
@@ -66,7 +73,7 @@ def make_config(
         if "env_id" in pairs:
             raise InputError("env_id cannot be --set; give it as the ENV_ID argument")
         data = merge(data, nest_overrides(pairs))
-    return from_dict(DQNConfig, data)
+    return from_dict(config_cls, data)
 
 
 class DQNAgent:
@@ -161,18 +168,24 @@ class DQNAgent:
 
     def save(self, path: str | Path) -> Path:
         """Write the Q-network and config (safetensors + JSON header) to ``path``."""
+        from rlgen.dqn.resume import algo_of
+
         return save_checkpoint(
             Path(path), modules={"q_net": self.q_net},
-            meta={"algo": "dqn", "config": to_dict(self.config), "step": 0,
+            meta={"algo": algo_of(self.config), "config": to_dict(self.config), "step": 0,
                   "num_actions": self.num_actions, "obs_shape": list(self.obs_space.shape),
                   "obs_dtype": str(self.obs_space.dtype)},
         )
 
 
-def train_function(config: DQNConfig):
-    """The training loop for ``config``: ``rlgen.dqn.train.train``, one loop for every Q-network."""
-    from rlgen.dqn.train import train
+def train_function(config):
+    """The training loop for ``config``: ``rlgen.dqn.train.train`` (every DQN Q-network) or ``rlgen.pqn.train.train``."""
+    from rlgen.pqn.config import PQNConfig
 
+    if isinstance(config, PQNConfig):
+        from rlgen.pqn.train import train
+    else:
+        from rlgen.dqn.train import train
     return train
 
 

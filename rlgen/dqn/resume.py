@@ -46,13 +46,25 @@ def _field(meta: dict, path: Path, name: str, kind: type | tuple[type, ...], wha
     return value
 
 
+def config_classes() -> dict[str, type]:
+    """The Q-learning algorithms whose checkpoints hold a ``q_net`` that eval, enjoy and export read."""
+    from rlgen.pqn.config import PQNConfig
+
+    return {"dqn": DQNConfig, "pqn": PQNConfig}
+
+
+def algo_of(config) -> str:
+    return next(name for name, cls in config_classes().items() if isinstance(config, cls))
+
+
 def read_header(path: str | Path) -> DQNHeader:
-    """Check a DQN checkpoint's header and that its network fits the stored tensors (nothing is built)."""
+    """Check a DQN / PQN checkpoint's header and that its network fits the stored tensors (nothing is built)."""
     from rlgen.dqn.networks import build_network
 
     path = Path(path)
     meta = checkpoint_info(path)["meta"]
-    if meta.get("algo") != "dqn":
+    config_cls = config_classes().get(meta.get("algo"))
+    if config_cls is None:
         raise CheckpointError(f"{path} is a {meta.get('algo')!r} checkpoint, not a DQN one")
     raw = _field(meta, path, "config", dict, "a mapping of DQNConfig fields")
     env_id = raw.get("env_id")
@@ -60,7 +72,7 @@ def read_header(path: str | Path) -> DQNHeader:
         raise CheckpointError(f"checkpoint {path}: env_id {env_id!r} is not an environment id rlgen makes "
                               "(letters, digits, '-', '_', '/', '.'; no ':')")
     try:
-        config = from_dict(DQNConfig, raw)
+        config = from_dict(config_cls, raw)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path}: its config is invalid ({exc})") from None
     shape = _field(meta, path, "obs_shape", list, "a list of positive ints")
@@ -105,6 +117,9 @@ class ResumePoint:
 
         file, run_dir = resume_location(resume)
         header = read_header(file)
+        if algo_of(header.config) != algo_of(config):
+            raise CheckpointError(f"{file} is a {algo_of(header.config)} run; resume it with "
+                                  f"`rlgen train-{algo_of(header.config)} {header.config.env_id} --resume {run_dir or file}`")
         for name, kind, what in (("lr_schedule", dict, "a mapping (the LR schedule's state)"),
                                  ("update_step", int, "an int"), ("replay_rng", dict, "a numpy generator state")):
             _field(header.meta, file, name, kind, what)
@@ -126,7 +141,7 @@ class ResumePoint:
                     raise CheckpointError(f"replay file {candidate} does not belong to checkpoint {file}; "
                                           f"delete it to resume with an empty replay (not exact)")
                 replay = candidate
-        if replay is None and config.save_replay:
+        if replay is None and getattr(config, "save_replay", False):
             warnings.append("no replay was kept with this checkpoint (only the newest keeps one): the replay "
                             "refills for learning_starts steps before updates resume, so the run is not exact")
         exact_envs = get_spec(config.env_id).family in EXACT_FAMILIES and isinstance(header.meta.get("envs"), dict)
@@ -138,24 +153,31 @@ class ResumePoint:
         return cls(file, run_dir.parent, run_dir.name, header, replay, exact_envs, warnings)
 
 
-def check_resume_config(saved: DQNConfig, given: DQNConfig, file: Path) -> None:
+def check_resume_config(saved, given, file: Path) -> None:
     """A resumed run keeps its config; only the budget and reporting fields may change."""
+    from rlgen.pqn.config import RESUMABLE_FIELDS as PQN_RESUMABLE
+
+    resumable = RESUMABLE_FIELDS if isinstance(saved, DQNConfig) else PQN_RESUMABLE
     a, b = to_dict(saved), to_dict(given)
-    changed = sorted(k for k in a if a[k] != b.get(k) and k not in RESUMABLE_FIELDS)
+    changed = sorted(k for k in a if a[k] != b.get(k) and k not in resumable)
     if changed:
         raise RlgenError(
             f"a resumed run keeps its config, but {', '.join(f'{k}={b.get(k)!r} (run: {a[k]!r})' for k in changed)} "
-            f"differ from {file}; on resume only {', '.join(RESUMABLE_FIELDS)} may change"
+            f"differ from {file}; on resume only {', '.join(resumable)} may change"
         )
 
 
 def restore_run(point: ResumePoint, device: torch.device, *, q_net, target_net, optimizer, lr_schedule, rng,
                 run_rng, envs, actor, buffer, report, best, memory_rows) -> tuple[np.ndarray, int, int, int]:
-    """Load every part of the run from ``point``; returns (obs, global_step, update_step, learn_after)."""
+    """Load every part of the run from ``point``; returns (obs, global_step, update_step, learn_after).
+
+    PQN passes no target network, replay or keep_best snapshot (None).
+    """
     ckpt: Checkpoint = load_checkpoint(point.file, map_location=device)
     meta = ckpt.meta
     ckpt.load_module("q_net", q_net)
-    ckpt.load_module("target_net", target_net)
+    if target_net is not None:
+        ckpt.load_module("target_net", target_net)
     ckpt.load_optimizer("optimizer", optimizer)
     lr_schedule.load_state_dict(meta["lr_schedule"])
     global_step, update_step = int(meta["step"]), int(meta["update_step"])
@@ -169,7 +191,10 @@ def restore_run(point: ResumePoint, device: torch.device, *, q_net, target_net, 
         report.load_state_dict(meta["report"])
     if best is not None and meta.get("best") is not None:
         best.load_state_dict(meta["best"], extra)
-    if point.replay is not None:
+    learn_after = 0
+    if buffer is None:
+        pass
+    elif point.replay is not None:
         buffer.load(point.replay)
         learn_after = learning_starts(point.header.config, buffer)
     else:
@@ -177,14 +202,14 @@ def restore_run(point: ResumePoint, device: torch.device, *, q_net, target_net, 
     if point.exact_envs:
         obs = envs.load_state_dict(meta["envs"])
         actor.load_state_dict(meta["actor"], extra)
-        if point.replay is None:
+        if buffer is not None and point.replay is None:
             buffer.start(obs, memory_rows())
     else:
         obs, _ = envs.reset(seed=point.header.config.seed + global_step)
         actor.reset()
-        if point.replay is not None:
+        if buffer is not None and point.replay is not None:
             buffer.restart(obs, memory_rows())
-        else:
+        elif buffer is not None:
             buffer.start(obs, memory_rows())
     return obs, global_step, update_step, learn_after
 

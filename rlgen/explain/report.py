@@ -113,7 +113,7 @@ def explain_run(run: str | Path, out: str | Path | None = None, *, seed: int = 0
     out = Path(out) if out is not None else run_dir / "explain"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a directory for the pictures")
-    if algo == "dqn":
+    if algo in ("dqn", "pqn"):
         out.mkdir(parents=True, exist_ok=True)
         return explain_dqn(path, out, seed=seed, max_steps=max_steps, video=video, frames=frames)
     if algo == "vae":

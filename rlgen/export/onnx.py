@@ -148,12 +148,12 @@ def export_run(run: str | Path, out: str | Path | None = None, *, fmt: str = "on
     path = checkpoint_path(run)
     meta = checkpoint_info(path)["meta"]
     algo = meta.get("algo")
-    if algo == "dqn":
+    if algo in ("dqn", "pqn"):
         specs = dqn_specs(path)
     elif algo in ("vae", "gan", "diffusion"):
         specs = generative_specs(algo, path.parent if path.name == "checkpoint.safetensors" else path)
     else:
-        raise CheckpointKindError(f"{path} is a {algo!r} checkpoint; rlgen exports dqn, vae, gan and diffusion runs")
+        raise CheckpointKindError(f"{path} is a {algo!r} checkpoint; rlgen exports dqn, pqn, vae, gan and diffusion runs")
     _require_onnx()
     files = []
     for spec in specs:
