@@ -86,7 +86,8 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
         q_net = build_network(config, obs_space, num_actions).to(device)
         optimizer = make_optimizer(config.optimizer, q_net.parameters(), config.learning_rate, eps=config.adam_eps)
         updates_per_rollout = config.update_epochs * config.num_minibatches
-        total_updates = max(1, config.total_timesteps // rollout_size * updates_per_rollout)
+        rollouts = -(-config.total_timesteps // rollout_size)  # whole rollouts: the budget rounded up
+        total_updates = rollouts * updates_per_rollout
         lr_schedule = make_lr_schedule(optimizer, config.lr_schedule, total_steps=total_updates,
                                        final_factor=config.lr_final_factor)
         params = list(q_net.parameters())

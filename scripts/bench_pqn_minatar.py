@@ -1,0 +1,130 @@
+"""PQN on the five MinAtar games at the paper's 5M frames: wall time, final returns, learning curves.
+
+One process per game and seed (``rlgen train-pqn GAME --seed S``, one torch thread), ``--jobs`` at a
+time. For each run: wall seconds, the final return as the MinAtar paper measures it (mean of the
+last 100 training episodes) and as rlgen evaluates it (100 greedy episodes), and the training
+curve from TensorBoard. Writes a JSON of everything and a PNG of the curves against the paper's
+values at 5M frames (envs/minatar.yml).
+
+    python scripts/bench_pqn_minatar.py --seeds 0 1 --jobs 2
+    python scripts/bench_pqn_minatar.py --from-results docs/pqn_minatar_results.json   # table + PNG again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+GAMES = ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def episodes_of(run_dir: Path) -> tuple[list[int], list[float]]:
+    """(steps, returns) of every training episode, from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars("charts/episodic_return")
+    return [e.step for e in events], [e.value for e in events]
+
+
+def run_one(game: str, seed: int, logdir: Path, extra: list[str]) -> dict:
+    env_id = f"MinAtar/{game}-v1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "rlgen.cli.main", "train-pqn", env_id, "--seed", str(seed),
+                          "--logdir", str(logdir), "--quiet", "--device", "cpu", *extra],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    wall = time.perf_counter() - start
+    run_dir = Path(re.search(r"^run: (.+)$", out, re.M).group(1))
+    trained = float(re.search(r"trained [\d,]+ steps in ([\d.]+) s", out).group(1))
+    evaluation = re.search(r"eval over (\d+) episodes: ([-\d.]+) \+/- ([\d.]+)", out)
+    steps, returns = episodes_of(run_dir)
+    return {"game": game, "seed": seed, "wall_seconds": wall, "train_seconds": trained,
+            "final_last100": float(np.mean(returns[-100:])), "eval_mean": float(evaluation.group(2)),
+            "eval_std": float(evaluation.group(3)), "episode_steps": steps, "episode_returns": returns}
+
+
+def reference(game: str) -> dict:
+    import yaml
+
+    envs = yaml.safe_load((ROOT / "envs" / "minatar.yml").read_text())["envs"]
+    return envs[f"MinAtar/{game}-v1"].get("reference", {})
+
+
+def report(results: list[dict], png: Path) -> None:
+    print(f"{'game':<14} {'seed':>4} {'wall min':>9} {'last-100 train':>15} {'eval (100 ep)':>14}")
+    for r in sorted(results, key=lambda r: (r["game"], r["seed"])):
+        print(f"{r['game']:<14} {r['seed']:>4} {r['wall_seconds'] / 60:>9.1f} {r['final_last100']:>15.2f} "
+              f"{r['eval_mean']:>8.2f} +/- {r['eval_std']:.2f}")
+    for game in GAMES:
+        rows = [r for r in results if r["game"] == game]
+        if rows:
+            ref = reference(game)
+            paper = {k: v["score"] for k, v in ref.items()}
+            print(f"{game:<14} mean last-100 {np.mean([r['final_last100'] for r in rows]):.2f}, eval "
+                  f"{np.mean([r['eval_mean'] for r in rows]):.2f} over {len(rows)} seeds; paper at 5M: {paper}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(GAMES), figsize=(4 * len(GAMES), 3.4))
+    for ax, game in zip(axes, GAMES):
+        for r in (r for r in results if r["game"] == game):
+            steps, returns = np.asarray(r["episode_steps"]), np.asarray(r["episode_returns"])
+            if len(returns) >= 100:
+                smooth = np.convolve(returns, np.ones(100) / 100, mode="valid")
+                ax.plot(steps[99:] / 1e6, smooth, lw=1, label=f"PQN seed {r['seed']}")
+        for name, value in reference(game).items():
+            ax.axhline(value["score"], ls="--", lw=1, color="k" if "dqn" in name else "tab:red",
+                       label=name.replace("minatar_paper_", "paper ").replace("_", " "))
+        ax.set_title(f"MinAtar {game}")
+        ax.set_xlabel("frames (M)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("return (mean of 100 training episodes)")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", nargs="+", default=GAMES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to train-pqn --set")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "pqn_minatar_results.json"))
+    parser.add_argument("--png", default=str(ROOT / "docs" / "pqn_minatar_curves.png"))
+    parser.add_argument("--from-results", default=None, help="re-print the table and redraw the PNG from a JSON")
+    args = parser.parse_args()
+    if args.from_results:
+        report(json.loads(Path(args.from_results).read_text())["runs"], Path(args.png))
+        return
+    extra = [x for o in args.overrides for x in ("--set", o)]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [pool.submit(run_one, g, s, Path(tmp) / f"{g}-{s}", extra) for s in args.seeds for g in args.games]
+        results = []
+        for job in jobs:
+            results.append(job.result())
+            r = results[-1]
+            print(f"done {r['game']} seed {r['seed']}: {r['wall_seconds'] / 60:.1f} min, last-100 {r['final_last100']:.2f}, "
+                  f"eval {r['eval_mean']:.2f}", flush=True)
+            Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "runs": results}) + "\n")
+    report(results, Path(args.png))
+
+
+if __name__ == "__main__":
+    main()
