@@ -10,7 +10,7 @@ import click
 
 from rlgen.cli.common import user_errors
 
-ALGOS = ("dqn", "vae", "gan", "diffusion")
+ALGOS = ("dqn", "pqn", "vae", "gan", "diffusion")
 
 
 def config_rows(cls: type, values: Any = None, prefix: str = "") -> list[tuple[str, str, Any, Any, str]]:
@@ -43,12 +43,13 @@ def config_cmd(algo: str, preset: str | None) -> None:
       rlgen config dqn --preset CartPole-v1
       rlgen config diffusion --preset fashion-mnist
     """
-    if algo == "dqn":
-        from rlgen.dqn import DQNConfig, make_config
+    if algo in ("dqn", "pqn"):
+        from rlgen.dqn import make_config
+        from rlgen.dqn.resume import config_classes
         from rlgen.presets import get_preset
 
-        cls = DQNConfig
-        values = make_config(get_preset("dqn", preset).get("env_id", preset), preset) if preset else None
+        cls = config_classes()[algo]
+        values = make_config(get_preset(algo, preset).get("env_id", preset), preset, algo=algo) if preset else None
     else:
         from rlgen.generative.configs import make_config, model_parts
 

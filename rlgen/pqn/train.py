@@ -23,13 +23,13 @@ import torch.nn.functional as F
 
 from rlgen.config import to_dict
 from rlgen.dqn.actors import FeedForwardActor, epsilon_greedy
+from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.learning import check_network_fits
 from rlgen.dqn.networks import build_network
 from rlgen.dqn.reporting import TrainingReport
 from rlgen.dqn.resume import ResumePoint, restore_run
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.dqn.train import cpu_threads, final_evaluation
-from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.envs import make_vector_env
 from rlgen.envs.resumable import ResumableVectorEnv
 from rlgen.pqn.config import PQNConfig
