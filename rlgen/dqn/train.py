@@ -77,10 +77,16 @@ def train(
     Ctrl-C or SIGTERM stops after the current step, saves and returns with
     ``interrupted=True``; ``resume`` (a run directory or checkpoint) continues a run.
     """
+    return run_to_end(train_steps, config, device=device, logdir=logdir, resume=resume, progress=progress,
+                      run_name=run_name)
+
+
+def run_to_end(steps_of, config, *, device: str, **kwargs) -> TrainResult:
+    """Drive a loop generator (``train_steps`` of DQN or PQN) to its end, with the run's CPU threads and
+    Ctrl-C / SIGTERM handling; returns its ``TrainResult``."""
     torch_device = resolve_device(device)
     with torch_threads(cpu_threads(config, torch_device)), GracefulInterrupt() as interrupt:
-        steps = train_steps(config, torch_device, logdir=logdir, resume=resume, progress=progress,
-                            run_name=run_name, interrupt=interrupt)
+        steps = steps_of(config, torch_device, interrupt=interrupt, **kwargs)
         while True:
             try:
                 next(steps)

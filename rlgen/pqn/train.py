@@ -29,7 +29,7 @@ from rlgen.dqn.networks import build_network
 from rlgen.dqn.reporting import TrainingReport
 from rlgen.dqn.resume import ResumePoint, restore_run
 from rlgen.dqn.schedules import epsilon_at
-from rlgen.dqn.train import cpu_threads, final_evaluation
+from rlgen.dqn.train import final_evaluation, run_to_end
 from rlgen.envs import make_vector_env
 from rlgen.envs.resumable import ResumableVectorEnv
 from rlgen.pqn.config import PQNConfig
@@ -46,9 +46,7 @@ from rlgen.training import (
     make_lr_schedule,
     make_optimizer,
     maybe_compile,
-    resolve_device,
     set_deterministic,
-    torch_threads,
 )
 
 log = logging.getLogger(__name__)
@@ -57,15 +55,8 @@ log = logging.getLogger(__name__)
 def train(config: PQNConfig, *, device: str = "auto", logdir: str | Path = "runs", resume: str | Path | None = None,
           progress: bool = True, run_name: str | None = None) -> TrainResult:
     """Train a PQN agent as ``config`` says (same contract as ``rlgen.dqn.train.train``)."""
-    torch_device = resolve_device(device)
-    with torch_threads(cpu_threads(config, torch_device)), GracefulInterrupt() as interrupt:
-        steps = train_steps(config, torch_device, logdir=logdir, resume=resume, progress=progress,
-                            run_name=run_name, interrupt=interrupt)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+    return run_to_end(train_steps, config, device=device, logdir=logdir, resume=resume, progress=progress,
+                      run_name=run_name)
 
 
 def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path = "runs",
