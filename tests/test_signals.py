@@ -44,3 +44,31 @@ def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_exits_non_zero(tmp_pa
     meta = load_checkpoint(Path(run) / "checkpoint.safetensors").meta
     assert 0 < meta["step"] < 5_000_000 and meta["final"] is False
     assert list(Path(run).glob("replay-*.safetensors"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_real_signal_then_resume_ends_with_the_weights_of_an_uninterrupted_run(sig, tmp_path):
+    import safetensors.torch
+    import torch
+
+    args = ["CartPole-v1", "--total-steps", "30000", "--device", "cpu", "--quiet", "--set", "eval_episodes=0"]
+    cmd = [sys.executable, "-m", "rlgen.cli.main", "train-dqn"]
+    subprocess.run([*cmd, *args, "--logdir", str(tmp_path / "whole")], check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, *args, "--logdir", str(tmp_path / "cut")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not list((tmp_path / "cut").glob("*/events.out.tfevents.*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    (run,) = (tmp_path / "cut").iterdir()
+    assert load_checkpoint(run / "checkpoint.safetensors").meta["step"] < 30000
+    subprocess.run([*cmd, "CartPole-v1", "--resume", str(run), "--device", "cpu", "--quiet"], check=True,
+                   capture_output=True)
+    (whole,) = (tmp_path / "whole").iterdir()
+    a = safetensors.torch.load_file(str(whole / "checkpoint.safetensors"))
+    b = safetensors.torch.load_file(str(run / "checkpoint.safetensors"))
+    for key in (k for k in a if k.startswith(("model/", "optim/"))):
+        assert torch.equal(a[key], b[key]), key
