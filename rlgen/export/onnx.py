@@ -153,7 +153,7 @@ def export_run(run: str | Path, out: str | Path | None = None, *, fmt: str = "on
     elif algo in ("vae", "gan", "diffusion"):
         specs = generative_specs(algo, path.parent if path.name == "checkpoint.safetensors" else path)
     else:
-        raise CheckpointKindError(f"{path} is a {algo!r} checkpoint; rlgen exports dqn, pqn, vae, gan and diffusion runs")
+        raise ExportError(f"{path} is a {algo!r} checkpoint; rlgen exports dqn, pqn, vae, gan and diffusion runs")
     _require_onnx()
     files = []
     for spec in specs:
@@ -163,8 +163,8 @@ def export_run(run: str | Path, out: str | Path | None = None, *, fmt: str = "on
     return files
 
 
-class CheckpointKindError(RlgenError):
-    """A checkpoint rlgen cannot export."""
+class ExportError(RlgenError):
+    """A run rlgen cannot export, or a network the exporter cannot trace."""
 
 
 def _target(path: Path, out: str | Path | None, name: str, count: int) -> Path:
@@ -195,7 +195,7 @@ def _export(spec: ExportSpec, target: Path, opset: int, run_meta: dict[str, Any]
                     external_data=False,
                 )
             except Exception as exc:  # the exporter's own error types; `rlgen --debug export` shows its report
-                raise CheckpointKindError(
+                raise ExportError(
                     f"the {spec.name} of this run cannot be exported to ONNX: {_reason(exc)} "
                     "(rlgen --debug export ... shows the exporter's full report)"
                 ) from exc
