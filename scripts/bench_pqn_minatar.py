@@ -7,6 +7,9 @@ curve from TensorBoard. Writes a JSON of everything and a PNG of the curves agai
 values at 5M frames (envs/minatar.yml).
 
     python scripts/bench_pqn_minatar.py --seeds 0 1 --jobs 2
+    # rlgen's DQN preset for about PQN's wall time (its epsilon schedule as in the 5M-frame preset):
+    python scripts/bench_pqn_minatar.py --algo dqn --total-steps 200000 --set exploration_fraction=0.5 \
+        --seeds 0 --jobs 2 --out dqn.json
     python scripts/bench_pqn_minatar.py --from-results docs/pqn_minatar_results.json   # table + PNG again
 """
 
@@ -39,11 +42,11 @@ def episodes_of(run_dir: Path) -> tuple[list[int], list[float]]:
     return [e.step for e in events], [e.value for e in events]
 
 
-def run_one(game: str, seed: int, logdir: Path, extra: list[str]) -> dict:
+def run_one(algo: str, game: str, seed: int, logdir: Path, extra: list[str]) -> dict:
     env_id = f"MinAtar/{game}-v1"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "rlgen.cli.main", "train-pqn", env_id, "--seed", str(seed),
+    out = subprocess.run([sys.executable, "-m", "rlgen.cli.main", f"train-{algo}", env_id, "--seed", str(seed),
                           "--logdir", str(logdir), "--quiet", "--device", "cpu", *extra],
                          capture_output=True, text=True, env=env, check=True).stdout
     wall = time.perf_counter() - start
@@ -51,7 +54,7 @@ def run_one(game: str, seed: int, logdir: Path, extra: list[str]) -> dict:
     trained = float(re.search(r"trained [\d,]+ steps in ([\d.]+) s", out).group(1))
     evaluation = re.search(r"eval over (\d+) episodes: ([-\d.]+) \+/- ([\d.]+)", out)
     steps, returns = episodes_of(run_dir)
-    return {"game": game, "seed": seed, "wall_seconds": wall, "train_seconds": trained,
+    return {"algo": algo, "game": game, "seed": seed, "wall_seconds": wall, "train_seconds": trained,
             "final_last100": float(np.mean(returns[-100:])), "eval_mean": float(evaluation.group(2)),
             "eval_std": float(evaluation.group(3)), "episode_steps": steps, "episode_returns": returns}
 
@@ -64,17 +67,21 @@ def reference(game: str) -> dict:
 
 
 def report(results: list[dict], png: Path) -> None:
-    print(f"{'game':<14} {'seed':>4} {'wall min':>9} {'last-100 train':>15} {'eval (100 ep)':>14}")
-    for r in sorted(results, key=lambda r: (r["game"], r["seed"])):
-        print(f"{r['game']:<14} {r['seed']:>4} {r['wall_seconds'] / 60:>9.1f} {r['final_last100']:>15.2f} "
-              f"{r['eval_mean']:>8.2f} +/- {r['eval_std']:.2f}")
-    for game in GAMES:
-        rows = [r for r in results if r["game"] == game]
-        if rows:
-            ref = reference(game)
-            paper = {k: v["score"] for k, v in ref.items()}
-            print(f"{game:<14} mean last-100 {np.mean([r['final_last100'] for r in rows]):.2f}, eval "
-                  f"{np.mean([r['eval_mean'] for r in rows]):.2f} over {len(rows)} seeds; paper at 5M: {paper}")
+    for r in results:
+        r.setdefault("algo", "pqn")  # results written before DQN runs were added
+    print(f"{'algo':<5} {'game':<14} {'seed':>4} {'frames':>9} {'wall min':>9} {'last-100 train':>15} {'eval':>14}")
+    for r in sorted(results, key=lambda r: (r["algo"], r["game"], r["seed"])):
+        frames = r["episode_steps"][-1] if r["episode_steps"] else 0
+        print(f"{r['algo']:<5} {r['game']:<14} {r['seed']:>4} {frames:>9,} {r['wall_seconds'] / 60:>9.1f} "
+              f"{r['final_last100']:>15.2f} {r['eval_mean']:>8.2f} +/- {r['eval_std']:.2f}")
+    for algo in sorted({r["algo"] for r in results}):
+        for game in GAMES:
+            rows = [r for r in results if r["game"] == game and r["algo"] == algo]
+            if rows:
+                paper = {k: v["score"] for k, v in reference(game).items()}
+                print(f"{algo:<5} {game:<14} mean last-100 {np.mean([r['final_last100'] for r in rows]):.2f}, eval "
+                      f"{np.mean([r['eval_mean'] for r in rows]):.2f}, wall {np.mean([r['wall_seconds'] for r in rows]) / 60:.1f} "
+                      f"min over {len(rows)} seeds; paper at 5M: {paper}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,11 +89,14 @@ def report(results: list[dict], png: Path) -> None:
 
     fig, axes = plt.subplots(1, len(GAMES), figsize=(4 * len(GAMES), 3.4))
     for ax, game in zip(axes, GAMES):
-        for r in (r for r in results if r["game"] == game):
+        for r in sorted((r for r in results if r["game"] == game), key=lambda r: (r["algo"], r["seed"])):
             steps, returns = np.asarray(r["episode_steps"]), np.asarray(r["episode_returns"])
             if len(returns) >= 100:
                 smooth = np.convolve(returns, np.ones(100) / 100, mode="valid")
-                ax.plot(steps[99:] / 1e6, smooth, lw=1, label=f"PQN seed {r['seed']}")
+                dqn = r["algo"] == "dqn"
+                ax.plot(steps[99:] / 1e6, smooth, lw=1.6 if dqn else 1, color="tab:green" if dqn else None,
+                        label=f"rlgen DQN preset, {r['wall_seconds'] / 60:.0f} min" if dqn
+                        else f"PQN seed {r['seed']}, {r['wall_seconds'] / 60:.0f} min")
         for name, value in reference(game).items():
             ax.axhline(value["score"], ls="--", lw=1, color="k" if "dqn" in name else "tab:red",
                        label=name.replace("minatar_paper_", "paper ").replace("_", " "))
@@ -102,20 +112,26 @@ def report(results: list[dict], png: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", choices=["pqn", "dqn"], default="pqn")
     parser.add_argument("--games", nargs="+", default=GAMES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--total-steps", type=int, default=None, help="passed to --total-steps (default: the preset's)")
+    parser.add_argument("--merge", nargs="+", default=[], help="with --from-results: more result JSONs to draw with it")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to train-pqn --set")
     parser.add_argument("--out", default=str(ROOT / "docs" / "pqn_minatar_results.json"))
     parser.add_argument("--png", default=str(ROOT / "docs" / "pqn_minatar_curves.png"))
     parser.add_argument("--from-results", default=None, help="re-print the table and redraw the PNG from a JSON")
     args = parser.parse_args()
     if args.from_results:
-        report(json.loads(Path(args.from_results).read_text())["runs"], Path(args.png))
+        runs = [r for f in [args.from_results, *args.merge] for r in json.loads(Path(f).read_text())["runs"]]
+        report(runs, Path(args.png))
         return
     extra = [x for o in args.overrides for x in ("--set", o)]
+    if args.total_steps:
+        extra += ["--total-steps", str(args.total_steps)]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(run_one, g, s, Path(tmp) / f"{g}-{s}", extra) for s in args.seeds for g in args.games]
+        jobs = [pool.submit(run_one, args.algo, g, s, Path(tmp) / f"{g}-{s}", extra) for s in args.seeds for g in args.games]
         results = []
         for job in jobs:
             results.append(job.result())

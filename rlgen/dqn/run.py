@@ -1,0 +1,149 @@
+"""One DQN run's parts, built and checked before its first step, and its checkpoint.
+
+``build_run`` makes everything a run owns (its random streams, environments,
+Q-network and target, optimizer and LR schedule, actor, replay, loss, logger and
+checkpoints), restores them from a resume point, and says where the loop starts;
+``save_run`` writes the checkpoint. The loop of one seed (``rlgen.dqn.train``)
+and the loop of many seeds in one batch (``rlgen.dqn.seeds``) both start from
+these, so a seed trained inside a batch saves exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from rlgen.config import to_dict
+from rlgen.dqn.actors import make_actor
+from rlgen.dqn.config import DQNConfig
+from rlgen.dqn.learning import (
+    BestSnapshot,
+    check_network_fits,
+    learning_starts,
+    make_loss,
+    make_optimization,
+    make_replay,
+    stores_state,
+)
+from rlgen.dqn.networks import build_network
+from rlgen.dqn.reporting import TrainingReport
+from rlgen.dqn.resume import ResumePoint, restore_run
+from rlgen.envs import get_spec, make_vector_env
+from rlgen.envs.resumable import ResumableVectorEnv
+from rlgen.training import Precision, ProgressBar, RunCheckpoints, RunLogger, RunRNG, maybe_compile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DQNRun:
+    """Everything one DQN run owns; the loop keeps its position (obs, steps) itself."""
+
+    config: DQNConfig
+    device: torch.device
+    run_rng: RunRNG  # torch / numpy / python streams: network init, dropout
+    rng: np.random.Generator  # exploration and replay sampling
+    envs: ResumableVectorEnv
+    obs_space: Any
+    num_actions: int
+    q_net: torch.nn.Module
+    target_net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_schedule: Any
+    steps_per_phase: int
+    precision: Precision
+    q_compiled: torch.nn.Module
+    actor: Any
+    buffer: Any
+    memory_rows: Callable[[], np.ndarray | None]
+    td_loss: Any
+    best: BestSnapshot | None
+    logger: RunLogger
+    checkpoints: RunCheckpoints
+    bar: ProgressBar
+    report: TrainingReport
+
+
+@dataclass
+class StartPoint:
+    obs: np.ndarray
+    global_step: int
+    update_step: int
+    learn_after: int  # environment steps before the first update
+
+
+def build_run(config: DQNConfig, device: torch.device, *, logdir: str | Path, resume: str | Path | None,
+              run_name: str | None, progress: bool) -> tuple[DQNRun, StartPoint]:
+    """Build (and, given ``resume``, restore) the run ``config`` describes; returns it and where its loop starts."""
+    run_rng = RunRNG(config.seed)
+    rng = np.random.default_rng(config.seed)
+    point = ResumePoint.find(resume, config, logdir) if resume is not None else None
+    with run_rng.active():
+        spec = get_spec(config.env_id)
+        envs = ResumableVectorEnv(make_vector_env(config.env_id, config.num_envs, seed=config.seed), config.env_id)
+        obs_space, num_actions = envs.single_observation_space, int(envs.single_action_space.n)
+
+        check_network_fits(config, obs_space, num_actions)
+        q_net = build_network(config, obs_space, num_actions).to(device)
+        target_net = copy.deepcopy(q_net)
+        target_net.requires_grad_(False)
+        optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
+        precision = Precision(config.precision, device)
+        q_compiled = maybe_compile(q_net, config.compile)
+        actor = make_actor(q_net, config.num_envs, num_actions, device, forward=q_compiled)
+        buffer = make_replay(config, obs_space, spec.frame_stack, q_net, device)
+        memory_rows = actor.packed_state if stores_state(config, q_net) else lambda: None
+        td_loss = make_loss(config)
+        best = BestSnapshot(config.keep_best_window) if config.keep_best else None
+
+    if point is not None:  # a resumed run writes only into its own run directory
+        logdir, run_name = point.logdir, point.run_name
+    logger = RunLogger(logdir, config.env_id, "dqn", config.seed, to_dict(config), run_name=run_name)
+    checkpoints = RunCheckpoints(logger.run_dir, config.keep_checkpoints,
+                                 run_id=point.header.meta.get("run_id") if point and point.run_name else None)
+    bar = ProgressBar(config.total_timesteps, desc=f"dqn {config.env_id}", unit="step", disable=not progress)
+    report = TrainingReport(logger, bar, config.log_interval, 0, device,
+                            keep_returns=max(20, config.keep_best_window))
+    run = DQNRun(config, device, run_rng, rng, envs, obs_space, num_actions, q_net, target_net, optimizer,
+                 lr_schedule, steps_per_phase, precision, q_compiled, actor, buffer, memory_rows, td_loss, best,
+                 logger, checkpoints, bar, report)
+
+    with run_rng.active():
+        if point is None:
+            obs, _ = envs.reset(seed=config.seed)
+            buffer.start(obs, memory_rows())
+            return run, StartPoint(obs, 0, 0, learning_starts(config, buffer))
+        restored = restore_run(point, device, q_net=q_net, target_net=target_net, optimizer=optimizer,
+                               lr_schedule=lr_schedule, rng=rng, run_rng=run_rng, envs=envs, actor=actor,
+                               buffer=buffer, report=report, best=best, memory_rows=memory_rows)
+        for warning in point.warnings:
+            log.warning(warning)
+        return run, StartPoint(*restored)
+
+
+def save_run(run: DQNRun, global_step: int, update_step: int, final: bool = False) -> Path:
+    """Write the run's checkpoint at ``global_step`` (and its replay with it, as one unit)."""
+    config = run.config
+    run_meta, run_tensors = run.run_rng.state_dict()
+    actor_meta, actor_tensors = run.actor.state_dict()
+    best_meta, best_tensors = run.best.state_dict() if run.best is not None else (None, {})
+    return run.checkpoints.save(
+        global_step,
+        modules={"q_net": run.q_net, "target_net": run.target_net},
+        optimizers={"optimizer": run.optimizer},
+        extra_tensors={**run_tensors, **actor_tensors, **best_tensors},
+        companion=run.buffer.save if config.save_replay else None,
+        meta={
+            "algo": "dqn", "config": to_dict(config), "step": global_step, "final": final,
+            "update_step": update_step, "lr_schedule": run.lr_schedule.state_dict(),
+            "num_actions": run.num_actions, "obs_shape": list(run.obs_space.shape),
+            "obs_dtype": str(run.obs_space.dtype), "replay_rng": run.rng.bit_generator.state, "run_rng": run_meta,
+            "actor": actor_meta, "envs": run.envs.state_dict(), "report": run.report.state_dict(), "best": best_meta,
+        },
+    )
