@@ -83,12 +83,18 @@ class FeedForwardActor(_DoneFlags):
         self.device = torch.device(device)
         self.reset()
 
-    def act(self, obs: np.ndarray, epsilon: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Actions (N,) for observations (N, *obs); greedy when ``rng`` is None."""
+    def act(self, obs: np.ndarray | None, epsilon: float = 0.0, rng: np.random.Generator | None = None,
+            greedy: np.ndarray | None = None) -> np.ndarray:
+        """Actions (N,) for observations (N, *obs); greedy when ``rng`` is None.
+
+        ``greedy``: the greedy actions if already known (many seeds' Q-networks run as one
+        batch), so only the exploration is drawn here, from ``rng`` as always.
+        """
         if rng is not None and epsilon >= 1.0:  # all random: skip the forward pass
             return rng.integers(0, self.num_actions, size=self.num_envs)
-        with torch.inference_mode():
-            greedy = self.forward(torch.as_tensor(obs, device=self.device)).argmax(dim=1).cpu().numpy()
+        if greedy is None:
+            with torch.inference_mode():
+                greedy = self.forward(torch.as_tensor(obs, device=self.device)).argmax(dim=1).cpu().numpy()
         return greedy if rng is None else epsilon_greedy(greedy, epsilon, rng, self.num_actions)
 
     def packed_state(self) -> None:

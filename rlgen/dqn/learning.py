@@ -113,13 +113,15 @@ def make_loss(config: DQNConfig) -> TDLoss:
     return TransitionTDLoss(config)
 
 
-def make_optimization(config: DQNConfig, q_net: torch.nn.Module):
+def make_optimization(config: DQNConfig, q_net: torch.nn.Module | list[torch.Tensor]):
     """The optimizer, its LR schedule over all updates, and the gradient steps per training phase.
 
+    ``q_net``: the Q-network, or the tensors to optimize (the stacked parameters of many seeds).
     ``gradient_steps`` <= 0 means as many updates as transitions collected (SB3's -1).
     """
+    params = q_net.parameters() if isinstance(q_net, torch.nn.Module) else q_net
     optimizer = make_optimizer(
-        config.optimizer, q_net.parameters(), config.learning_rate,
+        config.optimizer, params, config.learning_rate,
         weight_decay=config.weight_decay, eps=config.adam_eps,
     )
     steps_per_phase = config.gradient_steps if config.gradient_steps > 0 else config.train_freq * config.num_envs

@@ -59,6 +59,12 @@ class TrainingReport:
         self.next_log, self.count = int(state["next_log"]), int(state["count"])
         self.loss_sum.fill_(state["loss_sum"]), self.q_sum.fill_(state["q_sum"])
 
+    def share_sums(self, loss_sum: torch.Tensor, q_sum: torch.Tensor) -> None:
+        """Accumulate into ``loss_sum`` and ``q_sum`` (0-d views into a batch of runs' sums, which
+        the batch adds to for all its runs in one op; it then counts updates with ``count += 1``)."""
+        loss_sum.copy_(self.loss_sum), q_sum.copy_(self.q_sum)
+        self.loss_sum, self.q_sum = loss_sum, q_sum
+
     def update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:
         self.loss_sum += loss.detach()
         self.q_sum += q_mean

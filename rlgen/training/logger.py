@@ -179,6 +179,10 @@ class RunLogger:
         for tag, value in values.items():
             self.scalar(tag, value, step)
 
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        """Log a markdown text (tables render in TensorBoard's Text tab)."""
+        self._writer.add_text(tag, markdown, self._step(step))
+
     def image_grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8) -> None:
         """Log a batch of images (N, C, H, W) in [0, 1] as one grid image."""
         grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow)  # (C, H', W')

@@ -218,3 +218,17 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     if problem is not None:
         raise InputError(f"compile=true is not supported here: {problem}; set compile=false")
     return torch.compile(model)
+
+
+def clip_grad_norm_rows(parameters: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm`` for stacked parameters (row i of every tensor belongs to network i):
+    each network's gradient is clipped to ``max_norm`` by its own global L2 norm, with the same
+    arithmetic as for one network. Returns the norms before clipping, shape (N,)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    rows = grads[0].shape[0]
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(rows, -1), 2.0, dim=1) for g in grads])  # (P, N)
+    total = torch.linalg.vector_norm(norms, 2.0, dim=0)  # (N,)
+    clip_coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(clip_coef.view(rows, *([1] * (g.dim() - 1))))
+    return total
