@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import click
 
@@ -27,16 +28,24 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
     @click.option("--quiet", is_flag=True, help="No progress bar.")
     @training_options
     @user_errors
-    def command(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file):
+    def command(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file,
+                seeds=None):
         from rlgen.dqn import make_config
         from rlgen.dqn.agent import train_function
         from rlgen.dqn.resume import algo_of, read_header
         from rlgen.training import resume_location
 
+        if seeds is not None and seeds < 1:
+            raise InputError(f"--seeds {seeds} must be >= 1 (the number of seeds to train side by side)")
         if resume is not None:
             # The checkpoint's own config wins; the command line may only extend the run.
             refuse_on_resume({"--preset": preset, "--seed": seed, "--num-envs": num_envs, "--set": overrides,
-                              "--config": config_file}, allowed="--total-steps, --device, --logdir, --quiet")
+                              "--config": config_file, "--seeds": seeds},
+                             allowed="--total-steps, --device, --logdir, --quiet")
+            from rlgen.dqn.seeds import is_group
+
+            if is_group(resume):
+                return train_group(algo, env_id, resume, total_steps, device, logdir, quiet)
             config = read_header(resume_location(resume)[0]).config
             if algo_of(config) != algo:
                 raise InputError(f"--resume {resume} is a {algo_of(config)} run; resume it with: "
@@ -51,6 +60,9 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
                 env_id, preset, config_file=config_file, overrides=list(overrides), algo=algo,
                 seed=seed, total_timesteps=total_steps, num_envs=num_envs,
             )
+        if seeds is not None and seeds > 1:
+            return train_group(algo, env_id, None, None, device, logdir, quiet,
+                               [dataclasses.replace(config, seed=config.seed + i) for i in range(seeds)])
         result = train_function(config)(config, device=device, logdir=logdir, resume=resume, progress=not quiet)
         click.echo(f"run: {result.run_dir}")
         if result.interrupted:
@@ -64,7 +76,41 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
                 f"eval over {config.eval_episodes} episodes: {result.eval_mean:.2f} +/- {result.eval_std:.2f}"
             )
 
+    if algo == "dqn":
+        command = click.option(
+            "--seeds", type=int, default=None,
+            help="Train this many seeds (--seed, --seed + 1, ...) side by side in one batched computation; "
+                 "one run directory per seed and a summary (mean, IQM with a bootstrap CI).")(command)
     return command
+
+
+def train_group(algo: str, env_id: str, resume, total_steps, device, logdir, quiet, configs=None) -> None:
+    """``--seeds N`` (or ``--resume GROUP_DIR``): train the seeds as one batch and print their summary."""
+    from rlgen.dqn.resume import read_header
+    from rlgen.dqn.seeds import read_group, train_seeds
+    from rlgen.training import resume_location
+
+    if resume is not None:
+        info = read_group(resume)
+        configs = [read_header(resume_location(Path(resume) / name)[0]).config for name in info["runs"]]
+        if configs[0].env_id != env_id:
+            raise InputError(f"--resume {resume} is a group of {configs[0].env_id}, not {env_id}; resume it with: "
+                             f"rlgen train-{algo} {configs[0].env_id} --resume {resume}")
+        if total_steps is not None:
+            configs = [dataclasses.replace(c, total_timesteps=total_steps) for c in configs]
+    result = train_seeds(configs, device=device, logdir=logdir, resume=resume, progress=not quiet)
+    click.echo(f"group: {result.group_dir}")
+    for run in result.runs:
+        score = f", eval {run.eval_mean:.2f} +/- {run.eval_std:.2f}" if run.eval_mean is not None else ""
+        click.echo(f"  {run.run_dir.name}: {run.global_step:,} steps{score}")
+    if result.interrupted:
+        click.echo(f"interrupted at step {result.runs[0].global_step:,}: every seed saved its checkpoint")
+        click.echo(f"resume with: rlgen train-{algo} {env_id} --resume {result.group_dir}")
+        raise SystemExit(INTERRUPTED_EXIT)
+    click.echo(f"trained {len(result.runs)} seeds x {result.runs[0].global_step:,} steps in {result.wall_seconds:.1f} s")
+    if result.summary is not None:
+        for line in result.summary.lines():
+            click.echo(line)
 
 
 train_dqn = q_learning_command(
@@ -104,6 +150,23 @@ def eval_cmd(run, episodes, epsilon, seed, device, onnx_file, env_id):
     if env_id is not None:
         raise InputError("--env applies to --onnx; a run evaluates on the environment it was trained on")
     from rlgen.dqn import DQNAgent
+    from rlgen.dqn.seeds import is_group, read_group
+
+    if is_group(run):  # every seed of a `--seeds N` group, and the group's summary
+        from rlgen.envs import get_spec
+        from rlgen.stats import GroupSummary
+
+        info, returns, seeds = read_group(run), [], []
+        for name in info["runs"]:
+            agent = DQNAgent.load(Path(run) / name, device=device)
+            mean, std = agent.evaluate(episodes, seed=seed, epsilon=epsilon)
+            click.echo(f"  {name}: mean return {mean:.2f} +/- {std:.2f} over {episodes} episodes")
+            returns.append(mean)
+            seeds.append(agent.config.seed)
+        env = agent.config.env_id
+        for line in GroupSummary.of(env, seeds, returns, get_spec(env).solved_threshold).lines():
+            click.echo(line)
+        return
 
     agent = DQNAgent.load(run, device=device)
     mean, std = agent.evaluate(episodes, seed=seed, epsilon=epsilon)
