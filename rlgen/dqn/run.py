@@ -1,20 +1,22 @@
-"""One DQN run's parts, built and checked before its first step, and its checkpoint.
+"""One Q-learning run's parts (DQN or PQN), built and checked before its first step, and its checkpoint.
 
 ``build_run`` makes everything a run owns (its random streams, environments,
-Q-network and target, optimizer and LR schedule, actor, replay, loss, logger and
-checkpoints), restores them from a resume point, and says where the loop starts;
-``save_run`` writes the checkpoint. The loop of one seed (``rlgen.dqn.train``)
-and the loop of many seeds in one batch (``rlgen.dqn.seeds``) both start from
-these, so a seed trained inside a batch saves exactly what it would alone.
+Q-network, optimizer and LR schedule, actor, logger and checkpoints; for DQN also
+the target network, replay, loss and keep_best snapshot), restores them from a
+resume point, and says where the loop starts; ``save_run`` writes the
+checkpoint. The loops of one seed (``rlgen.dqn.train``, ``rlgen.pqn.train``) and
+of many seeds in one batch (``rlgen.dqn.seeds``, ``rlgen.pqn.seeds``) all start
+from these, so a seed trained inside a batch saves exactly what it would alone.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,19 +35,29 @@ from rlgen.dqn.learning import (
 )
 from rlgen.dqn.networks import build_network
 from rlgen.dqn.reporting import TrainingReport
-from rlgen.dqn.resume import ResumePoint, restore_run
+from rlgen.dqn.resume import ResumePoint, algo_of, restore_run
 from rlgen.envs import get_spec, make_vector_env
 from rlgen.envs.resumable import ResumableVectorEnv
-from rlgen.training import Precision, ProgressBar, RunCheckpoints, RunLogger, RunRNG, maybe_compile
+from rlgen.pqn.config import PQNConfig
+from rlgen.training import (
+    Precision,
+    ProgressBar,
+    RunCheckpoints,
+    RunLogger,
+    RunRNG,
+    maybe_compile,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DQNRun:
-    """Everything one DQN run owns; the loop keeps its position (obs, steps) itself."""
+class QRun:
+    """Everything one DQN or PQN run owns; the loop keeps its position (obs, steps) itself.
+    PQN has no target network, replay, loss object or keep_best snapshot (None)."""
 
-    config: DQNConfig
+    algo: str  # "dqn" or "pqn"
+    config: DQNConfig | PQNConfig
     device: torch.device
     run_rng: RunRNG  # torch / numpy / python streams: network init, dropout
     rng: np.random.Generator  # exploration and replay sampling
@@ -53,16 +65,16 @@ class DQNRun:
     obs_space: Any
     num_actions: int
     q_net: torch.nn.Module
-    target_net: torch.nn.Module
+    target_net: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
     lr_schedule: Any
-    steps_per_phase: int
+    steps_per_phase: int  # DQN: gradient steps per training phase; PQN: per rollout
     precision: Precision
     q_compiled: torch.nn.Module
     actor: Any
-    buffer: Any
+    buffer: Any | None
     memory_rows: Callable[[], np.ndarray | None]
-    td_loss: Any
+    td_loss: Any | None
     best: BestSnapshot | None
     logger: RunLogger
     checkpoints: RunCheckpoints
@@ -78,9 +90,10 @@ class StartPoint:
     learn_after: int  # environment steps before the first update
 
 
-def build_run(config: DQNConfig, device: torch.device, *, logdir: str | Path, resume: str | Path | None,
-              run_name: str | None, progress: bool) -> tuple[DQNRun, StartPoint]:
+def build_run(config: DQNConfig | PQNConfig, device: torch.device, *, logdir: str | Path,
+              resume: str | Path | None, run_name: str | None, progress: bool) -> tuple[QRun, StartPoint]:
     """Build (and, given ``resume``, restore) the run ``config`` describes; returns it and where its loop starts."""
+    algo = algo_of(config)
     run_rng = RunRNG(config.seed)
     rng = np.random.default_rng(config.seed)
     point = ResumePoint.find(resume, config, logdir) if resume is not None else None
@@ -91,32 +104,42 @@ def build_run(config: DQNConfig, device: torch.device, *, logdir: str | Path, re
 
         check_network_fits(config, obs_space, num_actions)
         q_net = build_network(config, obs_space, num_actions).to(device)
-        target_net = copy.deepcopy(q_net)
-        target_net.requires_grad_(False)
-        optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
+        target_net = buffer = td_loss = best = None
+        if algo == "dqn":
+            target_net = copy.deepcopy(q_net)
+            target_net.requires_grad_(False)
+            optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
+        else:
+            from rlgen.pqn.train import make_pqn_optimization
+
+            optimizer, lr_schedule, steps_per_phase = make_pqn_optimization(config, q_net)
         precision = Precision(config.precision, device)
         q_compiled = maybe_compile(q_net, config.compile)
         actor = make_actor(q_net, config.num_envs, num_actions, device, forward=q_compiled)
-        buffer = make_replay(config, obs_space, spec.frame_stack, q_net, device)
-        memory_rows = actor.packed_state if stores_state(config, q_net) else lambda: None
-        td_loss = make_loss(config)
-        best = BestSnapshot(config.keep_best_window) if config.keep_best else None
+        memory_rows = lambda: None
+        if algo == "dqn":
+            buffer = make_replay(config, obs_space, spec.frame_stack, q_net, device)
+            memory_rows = actor.packed_state if stores_state(config, q_net) else memory_rows
+            td_loss = make_loss(config)
+            best = BestSnapshot(config.keep_best_window) if config.keep_best else None
 
     if point is not None:  # a resumed run writes only into its own run directory
         logdir, run_name = point.logdir, point.run_name
-    logger = RunLogger(logdir, config.env_id, "dqn", config.seed, to_dict(config), run_name=run_name)
+    logger = RunLogger(logdir, config.env_id, algo, config.seed, to_dict(config), run_name=run_name)
     checkpoints = RunCheckpoints(logger.run_dir, config.keep_checkpoints,
                                  run_id=point.header.meta.get("run_id") if point and point.run_name else None)
-    bar = ProgressBar(config.total_timesteps, desc=f"dqn {config.env_id}", unit="step", disable=not progress)
+    bar = ProgressBar(config.total_timesteps, desc=f"{algo} {config.env_id}", unit="step", disable=not progress)
     report = TrainingReport(logger, bar, config.log_interval, 0, device,
-                            keep_returns=max(20, config.keep_best_window))
-    run = DQNRun(config, device, run_rng, rng, envs, obs_space, num_actions, q_net, target_net, optimizer,
-                 lr_schedule, steps_per_phase, precision, q_compiled, actor, buffer, memory_rows, td_loss, best,
-                 logger, checkpoints, bar, report)
+                            keep_returns=max(20, getattr(config, "keep_best_window", 0)))
+    run = QRun(algo, config, device, run_rng, rng, envs, obs_space, num_actions, q_net, target_net, optimizer,
+               lr_schedule, steps_per_phase, precision, q_compiled, actor, buffer, memory_rows, td_loss, best,
+               logger, checkpoints, bar, report)
 
     with run_rng.active():
         if point is None:
             obs, _ = envs.reset(seed=config.seed)
+            if buffer is None:
+                return run, StartPoint(obs, 0, 0, 0)
             buffer.start(obs, memory_rows())
             return run, StartPoint(obs, 0, 0, learning_starts(config, buffer))
         restored = restore_run(point, device, q_net=q_net, target_net=target_net, optimizer=optimizer,
@@ -127,20 +150,21 @@ def build_run(config: DQNConfig, device: torch.device, *, logdir: str | Path, re
         return run, StartPoint(*restored)
 
 
-def save_run(run: DQNRun, global_step: int, update_step: int, final: bool = False) -> Path:
+def save_run(run: QRun, global_step: int, update_step: int, final: bool = False) -> Path:
     """Write the run's checkpoint at ``global_step`` (and its replay with it, as one unit)."""
     config = run.config
     run_meta, run_tensors = run.run_rng.state_dict()
     actor_meta, actor_tensors = run.actor.state_dict()
     best_meta, best_tensors = run.best.state_dict() if run.best is not None else (None, {})
+    modules = {"q_net": run.q_net} if run.target_net is None else {"q_net": run.q_net, "target_net": run.target_net}
     return run.checkpoints.save(
         global_step,
-        modules={"q_net": run.q_net, "target_net": run.target_net},
+        modules=modules,
         optimizers={"optimizer": run.optimizer},
         extra_tensors={**run_tensors, **actor_tensors, **best_tensors},
-        companion=run.buffer.save if config.save_replay else None,
+        companion=run.buffer.save if run.buffer is not None and config.save_replay else None,
         meta={
-            "algo": "dqn", "config": to_dict(config), "step": global_step, "final": final,
+            "algo": run.algo, "config": to_dict(config), "step": global_step, "final": final,
             "update_step": update_step, "lr_schedule": run.lr_schedule.state_dict(),
             "num_actions": run.num_actions, "obs_shape": list(run.obs_space.shape),
             "obs_dtype": str(run.obs_space.dtype), "replay_rng": run.rng.bit_generator.state, "run_rng": run_meta,

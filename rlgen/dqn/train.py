@@ -21,13 +21,12 @@ import time
 from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.learning import update_target
-from rlgen.dqn.run import DQNRun, build_run, save_run
+from rlgen.dqn.run import QRun, build_run, save_run
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.training import (
     GracefulInterrupt,
@@ -166,7 +165,7 @@ def train_steps(
     return finish_run(run, global_step, update_step, interrupted, start_time)
 
 
-def finish_run(run: DQNRun, global_step: int, update_step: int, interrupted: bool, start_time: float) -> TrainResult:
+def finish_run(run: QRun, global_step: int, update_step: int, interrupted: bool, start_time: float) -> TrainResult:
     """Close the envs, go back to the kept best network, save, then evaluate (in that order: the
     checkpoint is on disk before anything that could fail or be interrupted)."""
     run.envs.close()

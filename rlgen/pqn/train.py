@@ -17,35 +17,22 @@ import time
 from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlgen.config import to_dict
-from rlgen.dqn.actors import FeedForwardActor, epsilon_greedy
+from rlgen.dqn.actors import epsilon_greedy
 from rlgen.dqn.evaluate import evaluate_policy
-from rlgen.dqn.learning import check_network_fits
-from rlgen.dqn.networks import build_network
-from rlgen.dqn.reporting import TrainingReport
-from rlgen.dqn.resume import ResumePoint, restore_run
 from rlgen.dqn.schedules import epsilon_at
-from rlgen.dqn.train import final_evaluation, run_to_end
-from rlgen.envs import make_vector_env
-from rlgen.envs.resumable import ResumableVectorEnv
+from rlgen.dqn.run import build_run, save_run
+from rlgen.dqn.train import finish_run, run_to_end
 from rlgen.pqn.config import PQNConfig
 from rlgen.pqn.returns import q_lambda_returns
 from rlgen.training import (
     GracefulInterrupt,
-    Precision,
-    ProgressBar,
-    RunCheckpoints,
-    RunLogger,
-    RunRNG,
     TrainResult,
     gradient_step,
     make_lr_schedule,
     make_optimizer,
-    maybe_compile,
     set_deterministic,
 )
 
@@ -65,61 +52,15 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
     """The loop as a generator: each ``next()`` runs one rollout and its updates, and yields ``global_step``."""
     start_time = time.perf_counter()
     set_deterministic(config.deterministic)
-    run_rng = RunRNG(config.seed)  # network init
-    rng = np.random.default_rng(config.seed)  # exploration and minibatch order
-    point = ResumePoint.find(resume, config, logdir) if resume is not None else None
+    run, start = build_run(config, device, logdir=logdir, resume=resume, run_name=run_name, progress=progress)
+    q_net, q_compiled, actor, envs, rng, report = run.q_net, run.q_compiled, run.actor, run.envs, run.rng, run.report
+    optimizer, lr_schedule, precision, num_actions = run.optimizer, run.lr_schedule, run.precision, run.num_actions
+    params = list(q_net.parameters())
+    obs, global_step, update_step = start.obs, start.global_step, start.update_step
     n, steps = config.num_envs, config.num_steps
     rollout_size = n * steps
-    with run_rng.active():
-        envs = ResumableVectorEnv(make_vector_env(config.env_id, n, seed=config.seed), config.env_id)
-        obs_space, num_actions = envs.single_observation_space, int(envs.single_action_space.n)
-        check_network_fits(config, obs_space, num_actions)
-        q_net = build_network(config, obs_space, num_actions).to(device)
-        optimizer = make_optimizer(config.optimizer, q_net.parameters(), config.learning_rate, eps=config.adam_eps)
-        updates_per_rollout = config.update_epochs * config.num_minibatches
-        rollouts = -(-config.total_timesteps // rollout_size)  # whole rollouts: the budget rounded up
-        total_updates = rollouts * updates_per_rollout
-        lr_schedule = make_lr_schedule(optimizer, config.lr_schedule, total_steps=total_updates,
-                                       final_factor=config.lr_final_factor)
-        params = list(q_net.parameters())
-        precision = Precision(config.precision, device)
-        q_compiled = maybe_compile(q_net, config.compile)
-        actor = FeedForwardActor(q_net, n, num_actions, device, forward=q_compiled)  # its done flags: autoreset steps
-
-    if point is not None:  # a resumed run writes only into its own run directory
-        logdir, run_name = point.logdir, point.run_name
-    logger = RunLogger(logdir, config.env_id, "pqn", config.seed, to_dict(config), run_name=run_name)
-    checkpoints = RunCheckpoints(logger.run_dir, config.keep_checkpoints,
-                                 run_id=point.header.meta.get("run_id") if point and point.run_name else None)
-    bar = ProgressBar(config.total_timesteps, desc=f"pqn {config.env_id}", unit="step", disable=not progress)
-    report = TrainingReport(logger, bar, config.log_interval, 0, device)
-    global_step, update_step = 0, 0
-
-    def save(final: bool = False) -> Path:
-        run_meta, run_tensors = run_rng.state_dict()
-        actor_meta, _ = actor.state_dict()
-        return checkpoints.save(
-            global_step, modules={"q_net": q_net}, optimizers={"optimizer": optimizer}, extra_tensors=run_tensors,
-            meta={
-                "algo": "pqn", "config": to_dict(config), "step": global_step, "final": final,
-                "update_step": update_step, "lr_schedule": lr_schedule.state_dict(),
-                "num_actions": num_actions, "obs_shape": list(obs_space.shape), "obs_dtype": str(obs_space.dtype),
-                "replay_rng": rng.bit_generator.state, "run_rng": run_meta, "actor": actor_meta,
-                "envs": envs.state_dict(), "report": report.state_dict(),
-            },
-        )
-
-    with run_rng.active():
-        if point is None:
-            obs, _ = envs.reset(seed=config.seed)
-        else:
-            obs, global_step, update_step, _ = restore_run(
-                point, device, q_net=q_net, target_net=None, optimizer=optimizer, lr_schedule=lr_schedule, rng=rng,
-                run_rng=run_rng, envs=envs, actor=actor, buffer=None, report=report, best=None, memory_rows=None)
-            for warning in point.warnings:
-                log.warning(warning)
     # Rollout storage, (T, N, ...) on the device.
-    obs_buf = torch.zeros((steps, n, *obs_space.shape), dtype=torch.as_tensor(obs).dtype, device=device)
+    obs_buf = torch.zeros((steps, n, *run.obs_space.shape), dtype=torch.as_tensor(obs).dtype, device=device)
     actions_buf = torch.zeros((steps, n), dtype=torch.long, device=device)
     rewards_buf = torch.zeros((steps, n), device=device)
     terms_buf = torch.zeros((steps, n), dtype=torch.bool, device=device)
@@ -129,11 +70,11 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
     next_eval = (global_step // config.eval_freq + 1) * config.eval_freq if config.eval_freq else None
     next_ckpt = (global_step // config.checkpoint_freq + 1) * config.checkpoint_freq if config.checkpoint_freq else None
     report.reset_clock(global_step)
-    bar.update(global_step)
+    run.bar.update(global_step)
     interrupted = False
 
     while global_step < config.total_timesteps:
-        with run_rng.active():
+        with run.run_rng.active():
             # -- rollout: T epsilon-greedy vector steps -----------------------------------------
             q_net.eval()
             for t in range(steps):
@@ -190,22 +131,27 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
                 next_eval = (global_step // config.eval_freq + 1) * config.eval_freq
                 mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
                                           seed=config.seed + 10_000, device=device)
-                logger.scalar("eval/episodic_return", mean, global_step)
+                run.logger.scalar("eval/episodic_return", mean, global_step)
             if next_ckpt is not None and global_step >= next_ckpt:
                 next_ckpt = (global_step // config.checkpoint_freq + 1) * config.checkpoint_freq
-                save()
-            bar.update(rollout_size)
+                save_run(run, global_step, update_step)
+            run.bar.update(rollout_size)
         if interrupt is not None and interrupt.requested:
             interrupted = True
             break
         yield global_step
 
-    bar.close()
-    envs.close()
-    with run_rng.active():
-        checkpoint = save(final=not interrupted)  # saved before the final evaluation: it can never cost the run
-        metrics = final_evaluation(logger, config, q_net, global_step, interrupted, device)
-    run_rng.release()
-    return TrainResult(run_dir=logger.run_dir, checkpoint=checkpoint, step=global_step, metrics=metrics,
-                       interrupted=interrupted, wall_seconds=time.perf_counter() - start_time)
+    run.bar.close()
+    return finish_run(run, global_step, update_step, interrupted, start_time)
 
+
+def make_pqn_optimization(config: PQNConfig, q_net: torch.nn.Module | list[torch.Tensor]):
+    """The optimizer, its LR schedule over every minibatch update of the run (whole rollouts: the
+    budget rounded up), and the updates per rollout. ``q_net``: the network or the tensors to optimize."""
+    params = q_net.parameters() if isinstance(q_net, torch.nn.Module) else q_net
+    optimizer = make_optimizer(config.optimizer, params, config.learning_rate, eps=config.adam_eps)
+    updates_per_rollout = config.update_epochs * config.num_minibatches
+    rollouts = -(-config.total_timesteps // (config.num_envs * config.num_steps))
+    lr_schedule = make_lr_schedule(optimizer, config.lr_schedule, total_steps=rollouts * updates_per_rollout,
+                                   final_factor=config.lr_final_factor)
+    return optimizer, lr_schedule, updates_per_rollout
