@@ -20,6 +20,8 @@ from rlgen.cli.main import cli
 from rlgen.dqn import make_config
 from rlgen.dqn.seeds import train_seeds
 from rlgen.dqn.train import train
+from rlgen.pqn import seeds as pqn_seeds
+from rlgen.pqn import train as pqn_train
 from rlgen.stats import GroupSummary, iqm, stratified_bootstrap_ci
 from rlgen.training import load_checkpoint
 
@@ -96,6 +98,26 @@ def test_a_cnn_seed_in_a_batch_follows_its_single_run(tmp_path):
     _assert_same_run(group.runs[1].run_dir, single.run_dir, atol=2e-3)
 
 
+@pytest.mark.parametrize("env_id, overrides", [
+    ("CartPole-v1", ["total_timesteps=20000"]),
+    ("MinAtar/Breakout-v1", ["total_timesteps=3000", "num_envs=8", "num_steps=16", "num_minibatches=4"]),
+])
+def test_a_pqn_seed_in_a_batch_follows_its_single_run(tmp_path, env_id, overrides):
+    if env_id.startswith("MinAtar"):
+        pytest.importorskip("minatar")
+    base = make_config(env_id, algo="pqn", overrides=["eval_episodes=0", *overrides])
+    configs = [dataclasses.replace(base, seed=s) for s in (0, 1)]
+    group = pqn_seeds.train_seeds(configs, device="cpu", logdir=tmp_path / "batch", progress=False)
+    single = pqn_train.train(configs[1], device="cpu", logdir=tmp_path / "single", progress=False)
+    a, b = _tensors(group.runs[1].run_dir), _tensors(single.run_dir)
+    assert set(a) == set(b) and any(k.startswith("optim/") for k in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-3, msg=key)
+    ma, mb = (load_checkpoint(d / "checkpoint.safetensors").meta for d in (group.runs[1].run_dir, single.run_dir))
+    assert ma["replay_rng"] == mb["replay_rng"] and ma["update_step"] == mb["update_step"] >= 150
+    assert _without_space_rngs(ma["envs"]) == _without_space_rngs(mb["envs"])
+
+
 def test_the_seeds_learn_and_the_summary_reports_each(tmp_path):
     result = CliRunner().invoke(cli, ["train-dqn", "CartPole-v1", "--seeds", "3", "--seed", "7", "--quiet",
                                       "--logdir", str(tmp_path), "--device", "cpu", "--set", "eval_episodes=20"])
@@ -119,8 +141,11 @@ def test_the_seeds_learn_and_the_summary_reports_each(tmp_path):
     assert acc.Scalars("group/iqm")[0].value == pytest.approx(summary["iqm"])
 
 
-def test_an_interrupted_group_resumes_to_the_uninterrupted_result(tmp_path):
-    base = make_config("CartPole-v1", total_timesteps=40000, overrides=["eval_episodes=0", "checkpoint_freq=2000"])
+@pytest.mark.parametrize("algo", ["dqn", "pqn"])
+def test_an_interrupted_group_resumes_to_the_uninterrupted_result(tmp_path, algo):
+    train_seeds = {"dqn": globals()["train_seeds"], "pqn": pqn_seeds.train_seeds}[algo]
+    base = make_config("CartPole-v1", algo=algo, total_timesteps=24000,
+                       overrides=["eval_episodes=0", "checkpoint_freq=2000"])
     configs = [dataclasses.replace(base, seed=s) for s in (0, 1)]
     whole = train_seeds(configs, device="cpu", logdir=tmp_path / "whole", progress=False)
 
@@ -134,7 +159,7 @@ def test_an_interrupted_group_resumes_to_the_uninterrupted_result(tmp_path):
     cut = train_seeds(configs, device="cpu", logdir=tmp_path / "cut", progress=False)
     assert cut.interrupted and cut.summary is None
     stopped = {load_checkpoint(r.checkpoint).meta["step"] for r in cut.runs}
-    assert len(stopped) == 1 and 0 < stopped.pop() < 40000
+    assert len(stopped) == 1 and 0 < stopped.pop() < 24000
     resumed = train_seeds(configs, device="cpu", logdir=tmp_path / "elsewhere", resume=cut.group_dir, progress=False)
     assert not (tmp_path / "elsewhere").exists()  # a resumed group writes only into its own directory
     for a, b in zip(whole.runs, resumed.runs):
@@ -163,6 +188,7 @@ def test_iqm_and_its_bootstrap_interval():
     (["--seeds", "0"], "--seeds 0 must be >= 1"),
     (["--seeds", "2", "--set", "backbone.kind=lstm"], "--seeds cannot batch backbone.kind=lstm"),
     (["--seeds", "2", "--set", "backbone.dropout=0.1"], "backbone.dropout=0.1"),
+    (["--seeds", "2", "--set", "precision=bf16"], "precision=bf16"),
 ])
 def test_what_cannot_batch_is_refused_in_one_line(tmp_path, args, expected):
     result = CliRunner().invoke(cli, ["train-dqn", "CartPole-v1", "--logdir", str(tmp_path), *args])

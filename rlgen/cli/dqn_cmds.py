@@ -29,7 +29,7 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
     @training_options
     @user_errors
     def command(env_id, preset, total_steps, num_envs, resume, quiet, seed, device, logdir, overrides, config_file,
-                seeds=None):
+                seeds):
         from rlgen.dqn import make_config
         from rlgen.dqn.agent import train_function
         from rlgen.dqn.resume import algo_of, read_header
@@ -42,7 +42,7 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
             refuse_on_resume({"--preset": preset, "--seed": seed, "--num-envs": num_envs, "--set": overrides,
                               "--config": config_file, "--seeds": seeds},
                              allowed="--total-steps, --device, --logdir, --quiet")
-            from rlgen.dqn.seeds import is_group
+            from rlgen.dqn.group import is_group
 
             if is_group(resume):
                 return train_group(algo, env_id, resume, total_steps, device, logdir, quiet)
@@ -76,23 +76,30 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
                 f"eval over {config.eval_episodes} episodes: {result.eval_mean:.2f} +/- {result.eval_std:.2f}"
             )
 
-    if algo == "dqn":
-        command = click.option(
-            "--seeds", type=int, default=None,
-            help="Train this many seeds (--seed, --seed + 1, ...) side by side in one batched computation; "
-                 "one run directory per seed and a summary (mean, IQM with a bootstrap CI).")(command)
-    return command
+    return click.option(
+        "--seeds", type=int, default=None,
+        help="Train this many seeds (--seed, --seed + 1, ...) side by side in one batched computation; "
+             "one run directory per seed and a summary (mean, IQM with a bootstrap CI).")(command)
 
 
 def train_group(algo: str, env_id: str, resume, total_steps, device, logdir, quiet, configs=None) -> None:
     """``--seeds N`` (or ``--resume GROUP_DIR``): train the seeds as one batch and print their summary."""
     from rlgen.dqn.resume import read_header
-    from rlgen.dqn.seeds import read_group, train_seeds
+    from rlgen.dqn.group import read_group
+    from rlgen.dqn.resume import algo_of
     from rlgen.training import resume_location
+
+    if algo == "dqn":
+        from rlgen.dqn.seeds import train_seeds
+    else:
+        from rlgen.pqn.seeds import train_seeds
 
     if resume is not None:
         info = read_group(resume)
         configs = [read_header(resume_location(Path(resume) / name)[0]).config for name in info["runs"]]
+        if algo_of(configs[0]) != algo:
+            raise InputError(f"--resume {resume} is a group of {algo_of(configs[0])} runs; resume it with: "
+                             f"rlgen train-{algo_of(configs[0])} {configs[0].env_id} --resume {resume}")
         if configs[0].env_id != env_id:
             raise InputError(f"--resume {resume} is a group of {configs[0].env_id}, not {env_id}; resume it with: "
                              f"rlgen train-{algo} {configs[0].env_id} --resume {resume}")
@@ -150,7 +157,7 @@ def eval_cmd(run, episodes, epsilon, seed, device, onnx_file, env_id):
     if env_id is not None:
         raise InputError("--env applies to --onnx; a run evaluates on the environment it was trained on")
     from rlgen.dqn import DQNAgent
-    from rlgen.dqn.seeds import is_group, read_group
+    from rlgen.dqn.group import is_group, read_group
 
     if is_group(run):  # every seed of a `--seeds N` group, and the group's summary
         from rlgen.envs import get_spec

@@ -112,18 +112,13 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
                 for start in range(0, size * config.num_minibatches, size):
                     idx = order[start:start + size]
                     with precision.autocast():
-                        q_taken = q_compiled(flat_obs[idx]).float().gather(1, flat_actions[idx, None]).squeeze(1)
-                    if config.loss == "mse":
-                        per_sample = 0.5 * (q_taken - flat_returns[idx]) ** 2
-                    else:
-                        per_sample = F.smooth_l1_loss(q_taken, flat_returns[idx], reduction="none")
-                    mask = flat_valid[idx]
-                    loss = (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
+                        loss, q_mean = minibatch_loss(q_compiled, flat_obs[idx], flat_actions[idx],
+                                                      flat_returns[idx], flat_valid[idx], config.loss)
                     gradient_step(loss, optimizer, params, max_grad_norm=config.max_grad_norm or None,
                                   scaler=precision.scaler)
                     lr_schedule.step()
                     update_step += 1
-                    report.update(loss, (q_taken.detach() * mask).sum() / mask.sum().clamp(min=1.0))
+                    report.update(loss, q_mean)
 
             # -- report -----------------------------------------------------------------------------
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
@@ -143,6 +138,19 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
 
     run.bar.close()
     return finish_run(run, global_step, update_step, interrupted, start_time)
+
+
+def minibatch_loss(q_net, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor, valid: torch.Tensor,
+                   kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """PQN's loss on a minibatch of rollout transitions against their Q(lambda) returns, over the
+    valid ones (an autoreset step is no transition); returns (loss, mean Q of the taken actions)."""
+    q_taken = q_net(obs).float().gather(1, actions[:, None]).squeeze(1)
+    if kind == "mse":
+        per_sample = 0.5 * (q_taken - returns) ** 2
+    else:
+        per_sample = F.smooth_l1_loss(q_taken, returns, reduction="none")
+    count = valid.sum().clamp(min=1.0)
+    return (per_sample * valid).sum() / count, (q_taken.detach() * valid).sum() / count
 
 
 def make_pqn_optimization(config: PQNConfig, q_net: torch.nn.Module | list[torch.Tensor]):
