@@ -17,6 +17,9 @@ from rlgen.envs.specs import data_dir
 from rlgen.errors import UnknownNameError
 
 
+SEARCH_SPACES = "tune"  # agents/tune.yml holds `rlgen tune`'s search spaces, not presets
+
+
 @functools.cache
 def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     """All presets of ``algo`` (empty when it has no file)."""
@@ -28,7 +31,7 @@ def load_presets(algo: str) -> dict[str, dict[str, Any]]:
 
 def list_presets() -> dict[str, list[str]]:
     """Preset names by algorithm."""
-    algos = sorted(p.stem for p in data_dir("agents").glob("*.yml"))
+    algos = sorted(p.stem for p in data_dir("agents").glob("*.yml") if p.stem != SEARCH_SPACES)
     return {algo: sorted(load_presets(algo)) for algo in algos}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +69,20 @@ def check_batchable(configs: Sequence) -> None:
 
 
 def run_group(loop, configs: Sequence, *, device: str, logdir: str | Path, resume: str | Path | None,
-              progress: bool) -> GroupResult:
+              progress: bool, on_eval: EvalHook | None = None) -> GroupResult:
     """Check the configs, then run ``loop(group, interrupt)`` with the run's CPU threads and Ctrl-C / SIGTERM
     handling (one stop request stops every seed at the same step)."""
     check_batchable(configs)
     torch_device = resolve_device(device)
     with torch_threads(cpu_threads(configs[0], torch_device)), GracefulInterrupt() as interrupt:
         group = SeedGroup.open(list(configs), torch_device, Path(logdir), resume, progress)
+        group.on_eval = on_eval
         return loop(group, interrupt)
+
+
+# Called with (global_step, every seed's evaluation return) after each evaluation during training
+# (eval_freq); returning True stops the group there, as a stop request would (a pruned tuning trial).
+EvalHook = Callable[[int, list[float]], bool]
 
 
 @dataclass
@@ -95,6 +101,7 @@ class SeedGroup:
     q_sums: torch.Tensor
     bar: ProgressBar
     start_time: float
+    on_eval: EvalHook | None = None
 
     @classmethod
     def open(cls, configs: list, device: torch.device, logdir: Path, resume: str | Path | None,
@@ -159,15 +166,18 @@ class SeedGroup:
             run.optimizer.load_state_dict(optimizer_state_row(self.optimizer, i, len(self.runs)))
             run.lr_schedule.load_state_dict(self.lr_schedule.state_dict())
 
-    def evaluate(self, global_step: int) -> None:
-        """The evaluation during training, of every seed (``eval_freq``)."""
+    def evaluate(self, global_step: int) -> bool:
+        """The evaluation during training, of every seed (``eval_freq``); True if ``on_eval`` asks to stop."""
         from rlgen.dqn.evaluate import evaluate_policy
 
+        means = []
         for i, run in enumerate(self.runs):
             self.q.write_back(i, run.q_net)
             mean, _ = evaluate_policy(run.q_net, run.config.env_id, run.config.eval_during_episodes,
                                       seed=run.config.seed + 10_000, device=run.device)
             run.logger.scalar("eval/episodic_return", mean, global_step)
+            means.append(mean)
+        return bool(self.on_eval is not None and self.on_eval(global_step, means))
 
     def save(self, global_step: int, update_step: int) -> None:
         self.write_back()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from rlgen.dqn.config import DQNConfig
-from rlgen.dqn.group import GroupResult, SeedGroup, run_group
+from rlgen.dqn.group import EvalHook, GroupResult, SeedGroup, run_group
 from rlgen.dqn.learning import update_target
 from rlgen.dqn.replay import ReplayBatch
 from rlgen.dqn.schedules import epsilon_at
@@ -35,13 +35,13 @@ from rlgen.training.optim import clip_grad_norm_rows
 
 
 def train_seeds(configs: Sequence[DQNConfig], *, device: str = "auto", logdir: str | Path = "runs",
-                resume: str | Path | None = None, progress: bool = True) -> GroupResult:
+                resume: str | Path | None = None, progress: bool = True, on_eval: EvalHook | None = None) -> GroupResult:
     """Train one run per config (the same config with different seeds) as one batch.
 
     ``resume``: a group directory written by an earlier ``train_seeds``; every seed continues.
     Ctrl-C or SIGTERM stops all seeds at the same step, each saving its checkpoint.
     """
-    return run_group(_loop, configs, device=device, logdir=logdir, resume=resume, progress=progress)
+    return run_group(_loop, configs, device=device, logdir=logdir, resume=resume, progress=progress, on_eval=on_eval)
 
 
 def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
@@ -95,7 +95,9 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
         group.log(global_step, epsilon)
         if next_eval is not None and global_step >= next_eval:
             next_eval += config.eval_freq
-            group.evaluate(global_step)
+            if group.evaluate(global_step):
+                interrupted = True
+                break
         if next_ckpt is not None and global_step >= next_ckpt:
             next_ckpt += config.checkpoint_freq
             group.save(global_step, update_step)

@@ -49,6 +49,7 @@ def train(
     resume: str | Path | None = None,
     progress: bool = True,
     run_name: str | None = None,
+    on_eval=None,
 ) -> TrainResult:
     """Train a DQN agent as ``config`` says; returns where the run and its checkpoint are.
 
@@ -56,7 +57,7 @@ def train(
     ``interrupted=True``; ``resume`` (a run directory or checkpoint) continues a run.
     """
     return run_to_end(train_steps, config, device=device, logdir=logdir, resume=resume, progress=progress,
-                      run_name=run_name)
+                      run_name=run_name, on_eval=on_eval)
 
 
 def run_to_end(steps_of, config, *, device: str, **kwargs) -> TrainResult:
@@ -88,11 +89,14 @@ def train_steps(
     progress: bool = False,
     run_name: str | None = None,
     interrupt: GracefulInterrupt | None = None,
+    on_eval=None,
 ) -> Generator[int, None, TrainResult]:
     """The training loop as a generator: each ``next()`` takes one vector step and yields ``global_step``.
 
     ``train`` drains it; stepping several runs alternately in one process (many
     seeds) gives each exactly what it gives alone. Returns the ``TrainResult``.
+    ``on_eval(global_step, [return])`` is called after each evaluation during training
+    (``eval_freq``); returning True stops the run there as a stop request would (pruning).
     """
     start_time = time.perf_counter()
     set_deterministic(config.deterministic)
@@ -152,6 +156,9 @@ def train_steps(
                 mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
                                           seed=config.seed + 10_000, device=device)
                 run.logger.scalar("eval/episodic_return", mean, global_step)
+                if on_eval is not None and on_eval(global_step, [mean]):
+                    interrupted = True
+                    break
             if next_ckpt is not None and global_step >= next_ckpt:
                 next_ckpt += config.checkpoint_freq
                 save_run(run, global_step, update_step)

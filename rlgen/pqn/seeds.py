@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlgen.dqn.actors import epsilon_greedy
-from rlgen.dqn.group import GroupResult, SeedGroup, run_group
+from rlgen.dqn.group import EvalHook, GroupResult, SeedGroup, run_group
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.pqn.config import PQNConfig
 from rlgen.pqn.returns import q_lambda_returns
@@ -27,9 +27,9 @@ from rlgen.training.optim import clip_grad_norm_rows
 
 
 def train_seeds(configs: Sequence[PQNConfig], *, device: str = "auto", logdir: str | Path = "runs",
-                resume: str | Path | None = None, progress: bool = True) -> GroupResult:
+                resume: str | Path | None = None, progress: bool = True, on_eval: EvalHook | None = None) -> GroupResult:
     """Train one PQN run per config (the same config with different seeds) as one batch (see ``rlgen.dqn.seeds``)."""
-    return run_group(_loop, configs, device=device, logdir=logdir, resume=resume, progress=progress)
+    return run_group(_loop, configs, device=device, logdir=logdir, resume=resume, progress=progress, on_eval=on_eval)
 
 
 def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
@@ -103,7 +103,9 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
         group.log(global_step, epsilon)
         if next_eval is not None and global_step >= next_eval:
             next_eval = (global_step // config.eval_freq + 1) * config.eval_freq
-            group.evaluate(global_step)
+            if group.evaluate(global_step):
+                interrupted = True
+                break
         if next_ckpt is not None and global_step >= next_ckpt:
             next_ckpt = (global_step // config.checkpoint_freq + 1) * config.checkpoint_freq
             group.save(global_step, update_step)

@@ -40,15 +40,15 @@ log = logging.getLogger(__name__)
 
 
 def train(config: PQNConfig, *, device: str = "auto", logdir: str | Path = "runs", resume: str | Path | None = None,
-          progress: bool = True, run_name: str | None = None) -> TrainResult:
+          progress: bool = True, run_name: str | None = None, on_eval=None) -> TrainResult:
     """Train a PQN agent as ``config`` says (same contract as ``rlgen.dqn.train.train``)."""
     return run_to_end(train_steps, config, device=device, logdir=logdir, resume=resume, progress=progress,
-                      run_name=run_name)
+                      run_name=run_name, on_eval=on_eval)
 
 
 def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path = "runs",
                 resume: str | Path | None = None, progress: bool = False, run_name: str | None = None,
-                interrupt: GracefulInterrupt | None = None) -> Generator[int, None, TrainResult]:
+                interrupt: GracefulInterrupt | None = None, on_eval=None) -> Generator[int, None, TrainResult]:
     """The loop as a generator: each ``next()`` runs one rollout and its updates, and yields ``global_step``."""
     start_time = time.perf_counter()
     set_deterministic(config.deterministic)
@@ -127,6 +127,9 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
                 mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
                                           seed=config.seed + 10_000, device=device)
                 run.logger.scalar("eval/episodic_return", mean, global_step)
+                if on_eval is not None and on_eval(global_step, [mean]):  # see rlgen.dqn.train.train_steps
+                    interrupted = True
+                    break
             if next_ckpt is not None and global_step >= next_ckpt:
                 next_ckpt = (global_step // config.checkpoint_freq + 1) * config.checkpoint_freq
                 save_run(run, global_step, update_step)

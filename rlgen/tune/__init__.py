@@ -1,0 +1,1 @@
+"""``rlgen tune``: Optuna studies over search spaces declared in ``agents/tune.yml``."""
