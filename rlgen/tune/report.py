@@ -50,10 +50,10 @@ def export_best(study, spec, path: str | Path) -> Path:
         raise InputError(f"the best trial of {study.study_name!r} has no value for {', '.join(missing)}: "
                          "pass the --space the study was run with")
     values = overrides_of(params, {p.name: p.value_of(best.params) for p in params})
-    fields = nest_overrides({**spec.overrides, **values})
+    fields = nest_overrides({**study.user_attrs.get("fixed", {}), **spec.overrides, **values})
     path = Path(path)
     header = (f"# rlgen tune {spec.algo} {spec.task}: study {study.study_name}, trial {best.number}, "
-              f"score {best.value:.2f}\n# over the preset {spec.preset or spec.task}; "
+              f"score {best.value:.2f}\n# over the preset {study.user_attrs.get('preset') or spec.task}; "
               f"train with: rlgen train-{spec.algo} {spec.task} --config {path.name}\n")
     path.write_text(header + yaml.safe_dump(fields, sort_keys=True))
     return path

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,8 +124,12 @@ def open_study(spec: TuneSpec, create: bool = True):
         from rlgen.tune.storage import load_existing_study
 
         return load_existing_study(spec.study_name, storage, spec.storage or str(spec.study_dir.parent))
-    return optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
-                               sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
+                                sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+    if "fixed" not in study.user_attrs:  # what every trial shares, for --export-best
+        study.set_user_attr("fixed", spec.overrides)
+        study.set_user_attr("preset", spec.preset)
+    return study
 
 
 def objective(spec: TuneSpec, params: list[Param]):
@@ -154,6 +160,7 @@ def objective(spec: TuneSpec, params: list[Param]):
                                            on_eval=on_eval)]
             run_dir = str(runs[0].run_dir)
         trial.set_user_attr("run_dir", run_dir)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if pruned:
             raise optuna.TrialPruned()
         if any(r.interrupted for r in runs):
