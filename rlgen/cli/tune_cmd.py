@@ -17,6 +17,8 @@ from rlgen.errors import InputError
               help="Worker processes on this machine sharing the study (more machines: share --storage).")
 @click.option("--seeds-per-trial", type=int, default=1, show_default=True,
               help="Seeds each trial trains as one batch; its score is their mean final evaluation.")
+@click.option("--score", type=click.Choice(["mean", "iqm", "lower-quartile"]), default="mean", show_default=True,
+              help="A trial's score over its seeds' final evaluations; lower-quartile favours the worst seeds.")
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
 @click.option("--sampler-seed", type=int, default=None, help="Seed of the sampler (default: random per worker).")
 @click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
@@ -38,7 +40,7 @@ from rlgen.errors import InputError
               help="Write the best trial as a YAML file that `--config` takes, then exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, sampler, sampler_seed, pruner, eval_freq,
+def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, score, sampler, sampler_seed, pruner, eval_freq,
          space_file, preset, overrides, seed, study_name, storage, logdir, device, show, export_best, quiet):
     """Search ALGO's hyperparameters on ENV_ID with Optuna.
 
@@ -63,8 +65,8 @@ def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, sampler, s
     if eval_freq is not None and eval_freq < 1:
         raise InputError(f"--eval-freq {eval_freq} must be >= 1 step")
     spec = TuneSpec(algo, env_id, space_file, preset, dict(parse_override(o) for o in overrides), seed,
-                    seeds_per_trial, eval_freq, pruner, sampler, sampler_seed, device, logdir, study_name or "",
-                    storage)
+                    seeds_per_trial, eval_freq, pruner, score, sampler, sampler_seed, device, logdir,
+                    study_name or "", storage)
     if show or export_best:
         study = open_study(spec, create=False)
         if show:

@@ -29,6 +29,7 @@ RL_ALGOS = ("dqn", "pqn")
 JOURNAL = "studies.journal"  # LOGDIR/tune/studies.journal: every study of this logdir, unless --storage says otherwise
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
+SCORES = ("mean", "iqm", "lower-quartile")  # of the seeds' final evaluations
 
 
 class TuneInterrupted(RlgenError):
@@ -48,6 +49,7 @@ class TuneSpec:
     seeds_per_trial: int = 1
     eval_freq: int | None = None  # None: a tenth of the budget when pruning
     pruner: str = "median"
+    score: str = "mean"
     sampler: str = "tpe"
     sampler_seed: int | None = None
     device: str = "cpu"
@@ -62,6 +64,8 @@ class TuneSpec:
             raise InputError(f"--sampler {self.sampler}: use one of {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise InputError(f"--pruner {self.pruner}: use one of {', '.join(PRUNERS)}")
+        if self.score not in SCORES:
+            raise InputError(f"--score {self.score}: use one of {', '.join(SCORES)}")
         if self.seeds_per_trial < 1:
             raise InputError(f"--seeds-per-trial {self.seeds_per_trial} must be >= 1")
         self.study_name = self.study_name or f"{self.algo}-{self.task.replace('/', '-')}"
@@ -168,9 +172,21 @@ def objective(spec: TuneSpec, params: list[Param]):
                                   f"with study {spec.study_name!r} (finished trials are kept)")
         returns = [float(r.eval_mean) for r in runs]
         trial.set_user_attr("returns", returns)
-        return float(np.mean(returns))
+        return score_of(returns, spec.score)
 
     return run_trial
+
+
+def score_of(returns: list[float], score: str) -> float:
+    """A trial's score: the mean, the interquartile mean, or (for robustness: the worst seeds
+    decide) the mean of the lowest quarter of the seeds' returns."""
+    from rlgen.stats import iqm
+
+    if score == "iqm":
+        return iqm(returns)
+    if score == "lower-quartile":
+        return float(np.sort(returns)[: max(1, len(returns) // 4)].mean())
+    return float(np.mean(returns))
 
 
 def _batchable(config) -> bool:
