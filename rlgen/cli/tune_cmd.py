@@ -9,8 +9,9 @@ from rlgen.errors import InputError
 
 
 @click.command("tune")
-@click.argument("algo", type=click.Choice(["dqn", "pqn"]))
-@click.argument("env_id")
+@click.argument("algo", type=click.Choice(["dqn", "pqn", "vae", "gan", "diffusion"]))
+@click.argument("env_id", required=False)
+@click.option("--data", default=None, help="vae / gan / diffusion: the dataset (e.g. digits, fashion-mnist).")
 @click.option("--n-trials", type=int, default=20, show_default=True, help="Finished trials the study should have.")
 @click.option("--timeout", type=float, default=None, help="Stop starting trials after this many seconds (per worker).")
 @click.option("--n-workers", type=int, default=1, show_default=True,
@@ -40,9 +41,12 @@ from rlgen.errors import InputError
               help="Write the best trial as a YAML file that `--config` takes, then exit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, score, sampler, sampler_seed, pruner, eval_freq,
+def tune(algo, env_id, data, n_trials, timeout, n_workers, seeds_per_trial, score, sampler, sampler_seed, pruner, eval_freq,
          space_file, preset, overrides, seed, study_name, storage, logdir, device, show, export_best, quiet):
-    """Search ALGO's hyperparameters on ENV_ID with Optuna.
+    """Search ALGO's hyperparameters on ENV_ID (Q-learning) or --data NAME (generative) with Optuna.
+
+    Q-learning trials score their seeds' final evaluation returns (--score); generative
+    trials their mean domain FID (lower is better).
 
     \b
     Examples:
@@ -50,12 +54,22 @@ def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, score, sam
       rlgen tune dqn CartPole-v1 --show
       rlgen tune dqn CartPole-v1 --export-best best.yml && rlgen train-dqn CartPole-v1 --config best.yml
       rlgen tune pqn CartPole-v1 --storage postgresql://user:pw@db/optuna   # workers on many machines
+      rlgen tune vae --data digits --n-trials 10
     """
     from rlgen.config import parse_override
     from rlgen.tune.report import export_best as write_best
     from rlgen.tune.report import show_study
     from rlgen.tune.study import TuneInterrupted, TuneSpec, open_study, run_study
 
+    generative = algo in ("vae", "gan", "diffusion")
+    if generative and env_id is not None and data is not None and env_id != data:
+        raise InputError(f"rlgen tune {algo}: give the dataset once (--data {data} or {env_id})")
+    env_id = (data or env_id) if generative else env_id
+    if env_id is None:
+        raise InputError(f"rlgen tune {algo} needs " + ("--data NAME (e.g. --data digits)" if generative
+                                                      else "ENV_ID (e.g. rlgen tune dqn CartPole-v1)"))
+    if data is not None and not generative:
+        raise InputError(f"--data is for vae / gan / diffusion; rlgen tune {algo} takes an ENV_ID")
     if n_trials < 1:
         raise InputError(f"--n-trials {n_trials} must be >= 1")
     if n_workers < 1:
@@ -73,8 +87,8 @@ def tune(algo, env_id, n_trials, timeout, n_workers, seeds_per_trial, score, sam
             for line in show_study(study, spec.params()):
                 click.echo(line)
         if export_best:
-            click.echo(f"wrote {write_best(study, spec, export_best)}; train it with: "
-                       f"rlgen train-{algo} {env_id} --config {export_best}")
+            train = f"rlgen train {algo} --data {env_id}" if generative else f"rlgen train-{algo} {env_id}"
+            click.echo(f"wrote {write_best(study, spec, export_best)}; train it with: {train} --config {export_best}")
         return
     try:
         study = run_study(spec, n_trials, timeout, n_workers, progress=not quiet)

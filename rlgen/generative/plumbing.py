@@ -145,8 +145,12 @@ class GenerativeRun:
 
     def __init__(self, algo: str, config: Any, *, window: tuple[str, ...], images_per_step: int,
                  logdir: str | Path = "runs", device: str = "auto", data_dir: str | None = None,
-                 download: bool = False, resume: str | Path | None = None, progress: bool | None = None):
+                 download: bool = False, resume: str | Path | None = None, progress: bool | None = None,
+                 on_eval: Callable[[int, dict[str, float]], bool] | None = None):
         self.algo, self.config, self.logdir = algo, config, logdir
+        # Called with (step, metrics) after each evaluation; True stops the run there as a stop
+        # request would (a pruned tuning trial).
+        self.on_eval, self._stop_after_eval = on_eval, False
         self.device = resolve_device(device)
         self.progress = progress
         self.start_time = time.perf_counter()
@@ -239,7 +243,7 @@ class GenerativeRun:
 
     @property
     def stop_requested(self) -> bool:
-        return self.interrupt is not None and self.interrupt.requested
+        return self._stop_after_eval or (self.interrupt is not None and self.interrupt.requested)
 
     def log_window(self, step: int, bar: ProgressBar, extra: dict[str, Any] | None = None,
                    **shown: str) -> dict[str, float] | None:
@@ -260,6 +264,8 @@ class GenerativeRun:
     def record(self, metrics: dict[str, float], step: int) -> None:
         self.metrics = metrics
         record_scalars(self.logger, self.history, metrics, step)
+        if self.on_eval is not None and step < self.config.steps and self.on_eval(step, metrics):
+            self._stop_after_eval = True
 
     def finish(self, step: int, *, final_images: Callable[[], tuple[str, torch.Tensor]] | None = None,
                final_eval: Callable[[], dict[str, float]] | None = None, **meta: Any) -> TrainResult:

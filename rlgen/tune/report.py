@@ -25,7 +25,8 @@ def show_study(study, params: list[Param], top: int = 5) -> list[str]:
     done = _completed(study)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     lines = [f"study {study.study_name}: {len(done)} complete, {pruned} pruned, {len(trials)} trials in all"]
-    for t in sorted(done, key=lambda t: -t.value)[:top]:
+    sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1
+    for t in sorted(done, key=lambda t: sign * t.value)[:top]:
         values = {p.name: p.value_of(t.params) for p in params if p.name in t.params}
         lines.append(f"  trial {t.number}: {t.value:.2f}  {values}  ({t.user_attrs.get('run_dir', '')})")
     if len(done) >= 2:
@@ -43,7 +44,7 @@ def export_best(study, spec, path: str | Path) -> Path:
     done = _completed(study)
     if not done:
         raise InputError(f"study {study.study_name!r} has no complete trial yet; run `rlgen tune` first")
-    best = max(done, key=lambda t: t.value)
+    best = study.best_trial
     params = spec.params()
     missing = [p.name for p in params if p.name not in best.params]
     if missing:
@@ -52,8 +53,10 @@ def export_best(study, spec, path: str | Path) -> Path:
     values = overrides_of(params, {p.name: p.value_of(best.params) for p in params})
     fields = nest_overrides({**study.user_attrs.get("fixed", {}), **spec.overrides, **values})
     path = Path(path)
+    train = (f"rlgen train {spec.algo} --data {spec.task}" if spec.generative
+             else f"rlgen train-{spec.algo} {spec.task}")
     header = (f"# rlgen tune {spec.algo} {spec.task}: study {study.study_name}, trial {best.number}, "
               f"score {best.value:.2f}\n# over the preset {study.user_attrs.get('preset') or spec.task}; "
-              f"train with: rlgen train-{spec.algo} {spec.task} --config {path.name}\n")
+              f"train with: {train} --config {path.name}\n")
     path.write_text(header + yaml.safe_dump(fields, sort_keys=True))
     return path

@@ -26,6 +26,7 @@ from rlgen.tune.space import Param, check_space, load_space, overrides_of
 from rlgen.tune.storage import open_storage
 
 RL_ALGOS = ("dqn", "pqn")
+GENERATIVE = ("vae", "gan", "diffusion")  # scored by domain FID (lower is better)
 JOURNAL = "studies.journal"  # LOGDIR/tune/studies.journal: every study of this logdir, unless --storage says otherwise
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
@@ -41,7 +42,7 @@ class TuneSpec:
     """What every worker needs to run trials (plain values: it crosses process boundaries)."""
 
     algo: str
-    task: str  # env id
+    task: str  # env id, or dataset name for a generative model
     space_file: str | None = None
     preset: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # --set, applied under the trial's values
@@ -58,8 +59,8 @@ class TuneSpec:
     storage: str | None = None
 
     def __post_init__(self) -> None:
-        if self.algo not in RL_ALGOS:
-            raise InputError(f"rlgen tune {self.algo}: tune one of {', '.join(RL_ALGOS)}")
+        if self.algo not in RL_ALGOS + GENERATIVE:
+            raise InputError(f"rlgen tune {self.algo}: tune one of {', '.join(RL_ALGOS + GENERATIVE)}")
         if self.sampler not in SAMPLERS:
             raise InputError(f"--sampler {self.sampler}: use one of {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -77,16 +78,33 @@ class TuneSpec:
     def params(self) -> list[Param]:
         return load_space(self.algo, self.task, self.space_file)
 
+    @property
+    def generative(self) -> bool:
+        return self.algo in GENERATIVE
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.generative else "maximize"
+
     def config(self, values: dict[str, Any]):
         """The config of a trial with these search-space values (checked like any config)."""
-        from rlgen.dqn.agent import make_config
+        if self.generative:
+            from rlgen.config import apply_overrides
+            from rlgen.generative.configs import make_config as make_generative_config
 
-        config = make_config(self.task, self.preset, overrides={**self.overrides, **values}, algo=self.algo,
-                             seed=self.seed)
+            config = make_generative_config(self.algo, self.task, self.preset, seed=self.seed)
+            config = apply_overrides(config, {**self.overrides, **values})
+            budget, freq = config.steps, "eval_interval"
+        else:
+            from rlgen.dqn.agent import make_config
+
+            config = make_config(self.task, self.preset, overrides={**self.overrides, **values}, algo=self.algo,
+                                 seed=self.seed)
+            budget, freq = config.total_timesteps, "eval_freq"
         if self.eval_freq is not None:
-            return dataclasses.replace(config, eval_freq=self.eval_freq)
-        if self.pruner != "none" and not config.eval_freq:  # the pruner needs evaluations during training
-            return dataclasses.replace(config, eval_freq=max(1, config.total_timesteps // 10))
+            return dataclasses.replace(config, **{freq: self.eval_freq})
+        if self.pruner != "none" and not getattr(config, freq):  # the pruner needs evaluations during training
+            return dataclasses.replace(config, **{freq: max(1, budget // (5 if self.generative else 10))})
         return config
 
     def check(self) -> list[Param]:
@@ -96,7 +114,7 @@ class TuneSpec:
         check_space(params, self.config)
         from rlgen.dqn.group import check_batchable
 
-        if self.seeds_per_trial > 1:
+        if self.seeds_per_trial > 1 and not self.generative:
             check_batchable([base])
         return params
 
@@ -128,7 +146,7 @@ def open_study(spec: TuneSpec, create: bool = True):
         from rlgen.tune.storage import load_existing_study
 
         return load_existing_study(spec.study_name, storage, spec.storage or str(spec.study_dir.parent))
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction="maximize",
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
                                 sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
     if "fixed" not in study.user_attrs:  # what every trial shares, for --export-best
         study.set_user_attr("fixed", spec.overrides)
@@ -137,7 +155,10 @@ def open_study(spec: TuneSpec, create: bool = True):
 
 
 def objective(spec: TuneSpec, params: list[Param]):
-    """The Optuna objective of a Q-learning study: the mean final evaluation over the trial's seeds."""
+    """The Optuna objective: a Q-learning trial's score over its seeds' final evaluations (``--score``),
+    or a generative trial's mean domain FID over its seeds."""
+    if spec.generative:
+        return generative_objective(spec, params)
     import optuna
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -173,6 +194,45 @@ def objective(spec: TuneSpec, params: list[Param]):
         returns = [float(r.eval_mean) for r in runs]
         trial.set_user_attr("returns", returns)
         return score_of(returns, spec.score)
+
+    return run_trial
+
+
+def generative_objective(spec: TuneSpec, params: list[Param]):
+    import optuna
+
+    from rlgen.generative.configs import model_parts
+
+    train = model_parts(spec.algo)[1]
+
+    def run_trial(trial: optuna.Trial) -> float:
+        values = overrides_of(params, {p.name: p.suggest(trial) for p in params})
+        config = spec.config(values)
+        pruned, scores = False, []
+        logdir = spec.study_dir / f"trial-{trial.number}"
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        for i in range(spec.seeds_per_trial):
+            def on_eval(step: int, metrics: dict[str, float], first: bool = i == 0) -> bool:
+                nonlocal pruned
+                if not first or "eval/fid" not in metrics:  # the first seed's curve is the one reported
+                    return False
+                trial.report(float(metrics["eval/fid"]), step)
+                pruned = trial.should_prune()
+                return pruned
+
+            result = train(dataclasses.replace(config, seed=config.seed + i), logdir=logdir, device=spec.device,
+                           progress=False, on_eval=on_eval)
+            trial.set_user_attr("run_dir", str(result.run_dir))
+            if pruned:
+                raise optuna.TrialPruned()
+            if result.interrupted:
+                raise TuneInterrupted(f"trial {trial.number} was interrupted; run the same command again to go "
+                                      f"on with study {spec.study_name!r} (finished trials are kept)")
+            if "eval/fid" not in result.metrics:
+                raise InputError(f"{spec.algo} runs report no eval/fid to tune on: set eval_samples > 0")
+            scores.append(float(result.metrics["eval/fid"]))
+        trial.set_user_attr("fids", scores)
+        return float(np.mean(scores))
 
     return run_trial
 

@@ -60,11 +60,12 @@ def train(
     download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
+    on_eval=None,
 ) -> TrainResult:
     """Train a denoiser; writes TensorBoard logs, checkpoints and the scheduler config."""
     run = GenerativeRun(ALGO, config, window=("losses/diffusion",), images_per_step=config.batch_size,
                         logdir=logdir, device=device, data_dir=data_dir, download=download, resume=resume,
-                        progress=progress)
+                        progress=progress, on_eval=on_eval)
     torch_device = run.device
     image_shape = tuple(run.data["image_shape"])
     num_classes = run.data["num_classes"] if config.class_conditional else 0

@@ -67,11 +67,12 @@ def train(
     download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
+    on_eval=None,
 ) -> TrainResult:
     """Train a VAE; writes TensorBoard logs and checkpoints into a new (or the resumed) run dir."""
     run = GenerativeRun(ALGO, config, window=("losses/elbo", "losses/recon", "losses/kl"),
                         images_per_step=config.batch_size, logdir=logdir, device=device, data_dir=data_dir,
-                        download=download, resume=resume, progress=progress)
+                        download=download, resume=resume, progress=progress, on_eval=on_eval)
     torch_device = run.device
     test_images = load_dataset(config.data, "test", data_dir=data_dir, image_size=config.image_size or None).images
     test_images = test_images[: config.eval_images].to(torch_device)

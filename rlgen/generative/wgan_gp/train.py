@@ -39,13 +39,14 @@ def train(
     download: bool = False,
     resume: str | Path | None = None,
     progress: bool | None = None,
+    on_eval=None,
 ) -> TrainResult:
     """Train a WGAN-GP; writes TensorBoard logs and checkpoints into a new (or the resumed) run dir."""
     run = GenerativeRun(
         ALGO, config, window=("losses/critic", "losses/gradient_penalty", "charts/wasserstein_estimate",
                               "losses/generator"),
         images_per_step=config.batch_size * (config.n_critic + 1), logdir=logdir, device=device,
-        data_dir=data_dir, download=download, resume=resume, progress=progress,
+        data_dir=data_dir, download=download, resume=resume, progress=progress, on_eval=on_eval,
     )  # fmt: skip
     torch_device = run.device
     image_shape = tuple(run.data["image_shape"])
