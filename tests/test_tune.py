@@ -202,3 +202,32 @@ def test_the_best_trial_exports_as_a_config_file(tmp_path):
     assert config.total_timesteps == 1500  # the study's fixed --set values come with it
     hidden = (study.best_params["backbone.hidden_sizes"])
     assert list(config.backbone.hidden_sizes) in ([64, 64], [128, 128], [256, 256]) and isinstance(hidden, int)
+
+
+def test_a_generative_study_minimizes_fid_and_its_evaluations_feed_the_pruner(tmp_path):
+    class PruneAtFirstReport(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return bool(trial.intermediate_values)
+
+    spec = TuneSpec("vae", "digits", overrides={"steps": 120, "eval_samples": 100}, eval_freq=40,
+                    logdir=str(tmp_path))
+    assert spec.direction == "minimize"
+    params = spec.check()
+    study = optuna.create_study(direction=spec.direction, pruner=PruneAtFirstReport())
+    study.optimize(objective(spec, params), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [40]
+    from rlgen.training import load_checkpoint
+
+    assert load_checkpoint(Path(trial.user_attrs["run_dir"]) / "checkpoint.safetensors").meta["step"] == 40
+    done = optuna.create_study(direction=spec.direction, pruner=optuna.pruners.NopPruner())
+    done.optimize(objective(spec, params), n_trials=1)
+    assert done.trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert done.best_value == pytest.approx(done.trials[0].user_attrs["fids"][0]) and done.best_value > 0
+
+
+def test_generative_tuning_needs_a_dataset():
+    result = CliRunner().invoke(cli, ["tune", "gan"])
+    assert result.exit_code == 2 and "--data NAME" in result.output
+    result = CliRunner().invoke(cli, ["tune", "dqn", "CartPole-v1", "--data", "digits"])
+    assert result.exit_code == 2 and "--data is for vae / gan / diffusion" in result.output
