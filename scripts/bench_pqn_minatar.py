@@ -91,12 +91,16 @@ def report(results: list[dict], png: Path) -> None:
     for ax, game in zip(axes, GAMES):
         for r in sorted((r for r in results if r["game"] == game), key=lambda r: (r["algo"], r["seed"])):
             steps, returns = np.asarray(r["episode_steps"]), np.asarray(r["episode_returns"])
-            if len(returns) >= 100:
-                smooth = np.convolve(returns, np.ones(100) / 100, mode="valid")
-                dqn = r["algo"] == "dqn"
-                ax.plot(steps[99:] / 1e6, smooth, lw=1.6 if dqn else 1, color="tab:green" if dqn else None,
-                        label=f"rlgen DQN preset, {r['wall_seconds'] / 60:.0f} min" if dqn
+            dqn = r["algo"] == "dqn"
+            window = min(100, max(1, len(returns) // 4)) if dqn else 100  # short DQN runs: a shorter mean
+            if len(returns) >= window:
+                smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+                ax.plot(steps[window - 1:] / 1e6, smooth, lw=2.2 if dqn else 1,
+                        color="tab:purple" if dqn else f"C{r['seed']}",
+                        label=f"rlgen DQN preset, same wall ({r['wall_seconds'] / 60:.0f} min)" if dqn
                         else f"PQN seed {r['seed']}, {r['wall_seconds'] / 60:.0f} min")
+                if dqn:
+                    ax.plot(steps[-1] / 1e6, smooth[-1], "o", color="tab:purple", ms=5)
         for name, value in reference(game).items():
             ax.axhline(value["score"], ls="--", lw=1, color="k" if "dqn" in name else "tab:red",
                        label=name.replace("minatar_paper_", "paper ").replace("_", " "))
