@@ -277,7 +277,7 @@ def test_keep_best_goes_back_to_the_better_snapshot_and_logs_it():
         q_net.weight.add_(1.0)
     best.observe([50.0, 50.0, 50.0], q_net, global_step=30)  # worse: the snapshot stays
     logger = Scalars()
-    best.finish([50.0, 50.0, 50.0], q_net, target_net, logger, global_step=40)
+    best.finish(best.training_score([50.0, 50.0, 50.0]), q_net, target_net, logger, global_step=40)
     _assert_same(_state(q_net), good)
     _assert_same(_state(target_net), good)
     assert logger.logged == {"charts/kept_best_step": (20, 40), "charts/kept_best_return": (200.0, 40)}
@@ -285,6 +285,6 @@ def test_keep_best_goes_back_to_the_better_snapshot_and_logs_it():
     with torch.no_grad():
         q_net.weight.add_(1.0)
     moved, logger = _state(q_net), Scalars()
-    best.finish([300.0, 300.0, 300.0], q_net, target_net, logger, global_step=50)
+    best.finish(best.training_score([300.0, 300.0, 300.0]), q_net, target_net, logger, global_step=50)
     _assert_same(_state(q_net), moved)
     assert logger.logged == {}

@@ -194,3 +194,17 @@ def test_what_cannot_batch_is_refused_in_one_line(tmp_path, args, expected):
     result = CliRunner().invoke(cli, ["train-dqn", "CartPole-v1", "--logdir", str(tmp_path), *args])
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_keep_best_by_eval_in_a_batch_keeps_what_a_single_run_keeps(tmp_path):
+    base = make_config("CartPole-v1", total_timesteps=6000, overrides=[
+        "eval_episodes=0", "keep_best=true", "keep_best_by=eval", "eval_freq=1000", "eval_during_episodes=5"])
+    configs = [dataclasses.replace(base, seed=s) for s in (0, 1)]
+    group = train_seeds(configs, device="cpu", logdir=tmp_path / "batch", progress=False)
+    single = train(configs[0], device="cpu", logdir=tmp_path / "single", progress=False)
+    a, b = _tensors(group.runs[0].run_dir), _tensors(single.run_dir)
+    for key in (k for k in b if k.startswith("model/q_net/")):
+        torch.testing.assert_close(a[key], b[key], atol=2e-3, rtol=1e-3, msg=key)
+    ma = load_checkpoint(group.runs[0].run_dir / "checkpoint.safetensors").meta["best"]
+    mb = load_checkpoint(single.run_dir / "checkpoint.safetensors").meta["best"]
+    assert ma == mb and ma["step"] % 1000 < 16  # the snapshot of an evaluation, the same one

@@ -71,6 +71,11 @@ class DQNConfig:
         default=False,
     )
     keep_best_window: int = _help("Training episodes averaged for keep_best.", default=20)
+    keep_best_by: Literal["train", "eval"] = _help(
+        "What keep_best scores a network by: its last keep_best_window training episodes (no extra "
+        "steps), or the evaluations every eval_freq steps (SB3's EvalCallback best model; "
+        "eval_during_episodes greedy episodes each, outside the training budget).", default="train",
+    )
     # Evaluation, logging, checkpoints
     eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
     eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)
@@ -130,6 +135,9 @@ class DQNConfig:
                  "per_alpha")
         between(self, 0.0, 1.0, "gamma", "exploration_initial_eps", "exploration_final_eps", "exploration_fraction",
                 "per_beta0", "per_eta")
+        if self.keep_best and self.keep_best_by == "eval" and not self.eval_freq:
+            raise InputError("keep_best_by=eval picks the best of the evaluations during training, but "
+                             "eval_freq=0 runs none; set eval_freq (e.g. --set eval_freq=5000)")
         if self.total_timesteps > MAX_TIMESTEPS:
             raise InputError(f"total_timesteps={self.total_timesteps:,} is beyond any real budget "
                              f"(at most {MAX_TIMESTEPS:,}); check the number of zeros")

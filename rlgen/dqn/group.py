@@ -176,6 +176,8 @@ class SeedGroup:
             mean, _ = evaluate_policy(run.q_net, run.config.env_id, run.config.eval_during_episodes,
                                       seed=run.config.seed + 10_000, device=run.device)
             run.logger.scalar("eval/episodic_return", mean, global_step)
+            if run.best is not None and run.config.keep_best_by == "eval":
+                run.best.observe_score(mean, self.q.row(i), global_step)
             means.append(mean)
         return bool(self.on_eval is not None and self.on_eval(global_step, means))
 

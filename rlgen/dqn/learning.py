@@ -151,11 +151,11 @@ def update_target(
 
 
 class BestSnapshot:
-    """Keeps the weights whose recent training episodes scored best (``keep_best``).
+    """Keeps the weights that scored best (``keep_best``) and finishes on them if they beat the final ones.
 
-    DQN's greedy policy can dip late in training; the moving average of the
-    training returns (already paid for in environment steps) tells when the
-    network was at its best, so no evaluation episodes are spent.
+    Scored by the moving mean of the recent training returns (``keep_best_by=train``: DQN's
+    greedy policy can dip late in training, and those episodes are already paid for), or by
+    the evaluations during training (``keep_best_by=eval``, SB3's EvalCallback best model).
     """
 
     def __init__(self, window: int):
@@ -165,23 +165,29 @@ class BestSnapshot:
         self.state: dict[str, torch.Tensor] | None = None
 
     def observe(self, returns: list[float], q_net: torch.nn.Module, global_step: int) -> None:
-        if len(returns) < self.window:
-            return
-        mean = float(np.mean(returns[-self.window:]))
-        if mean >= self.mean:  # ties go to the later, longer-trained network
-            self.mean, self.step = mean, global_step
+        """After training episodes ended: score the network by the last ``window`` returns."""
+        if len(returns) >= self.window:
+            self.observe_score(float(np.mean(returns[-self.window:])), q_net, global_step)
+
+    def observe_score(self, score: float, q_net: torch.nn.Module, global_step: int) -> None:
+        if score >= self.mean:  # ties go to the later, longer-trained network
+            self.mean, self.step = score, global_step
             self.state = {k: v.detach().clone() for k, v in q_net.state_dict().items()}
 
-    def finish(self, returns: list[float], q_net: torch.nn.Module, target_net: torch.nn.Module,
+    def training_score(self, returns: list[float]) -> float:
+        """The final network's score by its training returns (``keep_best_by=train``)."""
+        return float(np.mean(returns[-self.window:])) if len(returns) >= self.window else -float("inf")
+
+    def finish(self, final_score: float, q_net: torch.nn.Module, target_net: torch.nn.Module,
                logger, global_step: int) -> None:
-        """At the end of training: go back to the snapshot if it scored better, and log which one was kept."""
-        if self.restore_if_better(returns, q_net, target_net):
+        """At the end of training: go back to the snapshot if it scored better than ``final_score``
+        (the final network's), and log which one was kept."""
+        if self.restore_if_better(final_score, q_net, target_net):
             logger.scalar("charts/kept_best_step", self.step, global_step)
             logger.scalar("charts/kept_best_return", self.mean, global_step)
 
-    def restore_if_better(self, returns: list[float], q_net: torch.nn.Module, target_net: torch.nn.Module) -> bool:
-        final = float(np.mean(returns[-self.window:])) if len(returns) >= self.window else -float("inf")
-        if self.state is None or final >= self.mean:
+    def restore_if_better(self, final_score: float, q_net: torch.nn.Module, target_net: torch.nn.Module) -> bool:
+        if self.state is None or final_score >= self.mean:
             return False
         q_net.load_state_dict(self.state)
         target_net.load_state_dict(self.state)

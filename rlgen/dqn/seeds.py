@@ -68,7 +68,7 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
                 run.buffer.add(actions, rewards, terminations, truncations, next_obs, run.actor.autoreset, None)
                 run.actor.observe(terminations, truncations)
                 group.obs[i] = next_obs
-                if run.report.episodes(infos, global_step) and run.best is not None:
+                if run.report.episodes(infos, global_step) and run.best is not None and config.keep_best_by == "train":
                     run.best.observe(run.report.recent_returns, q.row(i), global_step)
 
         # -- learn: each seed samples its own replay; one loss, backward and step for all ------------

@@ -126,7 +126,7 @@ def train_steps(
             global_step += config.num_envs
             vector_step += 1
 
-            if report.episodes(infos, global_step) and best is not None:
+            if report.episodes(infos, global_step) and best is not None and config.keep_best_by == "train":
                 best.observe(report.recent_returns, q_net, global_step)
 
             # -- learn -------------------------------------------------------------------------
@@ -156,6 +156,8 @@ def train_steps(
                 mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
                                           seed=config.seed + 10_000, device=device)
                 run.logger.scalar("eval/episodic_return", mean, global_step)
+                if best is not None and config.keep_best_by == "eval":
+                    best.observe_score(mean, q_net, global_step)
                 if on_eval is not None and on_eval(global_step, [mean]):
                     interrupted = True
                     break
@@ -178,12 +180,23 @@ def finish_run(run: QRun, global_step: int, update_step: int, interrupted: bool,
     run.envs.close()
     with run.run_rng.active():
         if run.best is not None and not interrupted:
-            run.best.finish(run.report.recent_returns, run.q_net, run.target_net, run.logger, global_step)
+            run.best.finish(final_score(run), run.q_net, run.target_net, run.logger, global_step)
         checkpoint = save_run(run, global_step, update_step, final=not interrupted)
         metrics = final_evaluation(run.logger, run.config, run.q_net, global_step, interrupted, run.device)
     run.run_rng.release()
     return TrainResult(run_dir=run.logger.run_dir, checkpoint=checkpoint, step=global_step, metrics=metrics,
                        interrupted=interrupted, wall_seconds=time.perf_counter() - start_time)
+
+
+def final_score(run: QRun) -> float:
+    """The final network's score for keep_best: its training returns, or one more evaluation like those
+    during training (``keep_best_by=eval``)."""
+    config = run.config
+    if config.keep_best_by == "train":
+        return run.best.training_score(run.report.recent_returns)
+    mean, _ = evaluate_policy(run.q_net, config.env_id, config.eval_during_episodes, seed=config.seed + 10_000,
+                              device=run.device)
+    return mean
 
 
 def final_evaluation(logger: RunLogger, config: DQNConfig, q_net: torch.nn.Module, global_step: int,
