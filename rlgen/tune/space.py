@@ -121,9 +121,13 @@ def overrides_of(params: list[Param], values: dict[str, Any]) -> dict[str, Any]:
 def check_space(params: list[Param], build) -> None:
     """Build a config at every corner of the space (``build(overrides)`` raises on a bad field or
     value), so a misspelt name or an out-of-range bound fails before the first trial."""
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    first = {p.name: plain(p.corners()[0]) for p in params}  # fields that depend on each other come together
     for p in params:
         for value in p.corners():
             try:
-                build({p.name: list(value) if isinstance(value, tuple) else value})
+                build({**first, p.name: plain(value)})
             except InputError as exc:
                 raise InputError(f"search space field {p.name} = {value!r}: {exc}") from None
