@@ -48,7 +48,7 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     wall = time.perf_counter() - start
-    return wall, float(re.search(r"eval[^\d-]*([-\d.]+) \+/-", out).group(1))
+    return wall, float(re.search(r"eval[^\n]*?([-\d.]+) \+/-", out).group(1))
 
 
 def main() -> None:

@@ -35,7 +35,12 @@ from rlgen.training import (
     set_deterministic,
     torch_threads,
 )
-from rlgen.training.stacked import StackedModules, optimizer_state_row, stack_optimizer_states
+from rlgen.training.optim import clip_grad_norm_rows
+from rlgen.training.stacked import (
+    StackedModules,
+    optimizer_state_row,
+    stack_optimizer_states,
+)
 
 GROUP_FILE = "group.json"
 
@@ -142,6 +147,16 @@ class SeedGroup:
         with torch.no_grad():
             q = self.q(torch.as_tensor(np.stack(self.obs), device=self.runs[0].device)).float()
         return q.argmax(dim=-1).cpu().numpy(), q.max(dim=-1).values
+
+    def gradient_step(self, loss: torch.Tensor, max_grad_norm: float) -> None:
+        """One optimizer step for every seed from their losses (N,): the seeds share no parameter, so
+        the sum's gradient is each seed's own in its rows; each seed is clipped by its own norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        if max_grad_norm:
+            clip_grad_norm_rows(self.q.parameters(), max_grad_norm)
+        self.optimizer.step()
+        self.lr_schedule.step()
 
     def counted_update(self, loss: torch.Tensor, q_mean: torch.Tensor) -> None:
         """Every seed's report takes its row of one batched update's losses and mean Q."""

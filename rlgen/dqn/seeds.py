@@ -31,7 +31,6 @@ from rlgen.dqn.learning import update_target
 from rlgen.dqn.replay import ReplayBatch
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.training import GracefulInterrupt
-from rlgen.training.optim import clip_grad_norm_rows
 
 
 def train_seeds(configs: Sequence[DQNConfig], *, device: str = "auto", logdir: str | Path = "runs",
@@ -45,7 +44,7 @@ def train_seeds(configs: Sequence[DQNConfig], *, device: str = "auto", logdir: s
 
 
 def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
-    runs, q, target, optimizer = group.runs, group.q, group.target, group.optimizer
+    runs, q, target = group.runs, group.q, group.target
     config, num_seeds, num_envs = runs[0].config, len(runs), runs[0].config.num_envs
     td_loss = batched_td_loss(q, target, runs[0].td_loss)
     global_step, update_step, learn_after = group.start.global_step, group.start.update_step, group.start.learn_after
@@ -77,12 +76,7 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
                 beta = config.per_beta0 + (1.0 - config.per_beta0) * min(1.0, global_step / config.total_timesteps)
                 batches = [run.buffer.sample(config.batch_size, run.rng, beta=beta) for run in runs]
                 loss, priorities, q_mean = td_loss(batches)  # (N,), (N, B), (N,)
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()  # the seeds share no parameter: each row gets its own gradient
-                if config.max_grad_norm:
-                    clip_grad_norm_rows(q.parameters(), config.max_grad_norm)
-                optimizer.step()
-                group.lr_schedule.step()
+                group.gradient_step(loss, config.max_grad_norm)
                 update_step += 1
                 if config.prioritized:
                     for run, batch, p in zip(runs, batches, priorities.float().cpu().numpy()):

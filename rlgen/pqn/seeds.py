@@ -23,7 +23,6 @@ from rlgen.pqn.config import PQNConfig
 from rlgen.pqn.returns import q_lambda_returns
 from rlgen.pqn.train import minibatch_loss
 from rlgen.training import GracefulInterrupt
-from rlgen.training.optim import clip_grad_norm_rows
 
 
 def train_seeds(configs: Sequence[PQNConfig], *, device: str = "auto", logdir: str | Path = "runs",
@@ -33,7 +32,7 @@ def train_seeds(configs: Sequence[PQNConfig], *, device: str = "auto", logdir: s
 
 
 def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
-    runs, q, optimizer = group.runs, group.q, group.optimizer
+    runs, q = group.runs, group.q
     config, device = runs[0].config, runs[0].device
     seeds, n, steps = len(runs), config.num_envs, config.num_steps
     rollout_size, num_actions = n * steps, runs[0].num_actions
@@ -80,7 +79,7 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
                                    max_q_buf[1:].flatten(1), config.gamma, config.q_lambda).view(steps, seeds, n)
 
         # -- learn: epochs of minibatches, each seed's order from its own generator ----------------------
-        flat = lambda x: x.transpose(0, 1).flatten(1, 2)  # noqa: E731  (T, S, N, ...) -> (S, T * N, ...)
+        flat = lambda x: x.transpose(0, 1).flatten(1, 2)  # (T, S, N, ...) -> (S, T * N, ...)
         flat_obs, flat_actions, flat_returns = flat(obs_buf), flat(actions_buf), flat(returns)
         flat_valid = flat(valid_buf).float()
         size = rollout_size // config.num_minibatches
@@ -90,12 +89,7 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
                 idx = orders[:, start:start + size]  # (S, size)
                 loss, q_mean = minibatch(q.params, q.buffers, flat_obs[rows, idx], flat_actions[rows, idx],
                                          flat_returns[rows, idx], flat_valid[rows, idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()  # the seeds share no parameter: each row gets its own gradient
-                if config.max_grad_norm:
-                    clip_grad_norm_rows(q.parameters(), config.max_grad_norm)
-                optimizer.step()
-                group.lr_schedule.step()
+                group.gradient_step(loss, config.max_grad_norm)
                 update_step += 1
                 group.counted_update(loss, q_mean)
 
