@@ -21,7 +21,7 @@ import torch
 from rlgen.config import to_dict
 from rlgen.dqn.recurrent_networks import is_sequence_config
 from rlgen.dqn.resume import algo_of
-from rlgen.dqn.run import QRun, StartPoint, build_run, save_run
+from rlgen.dqn.run import QRun, StartPoint, build_run, evaluate_during_training, save_run
 from rlgen.dqn.train import cpu_threads, finish_run
 from rlgen.envs import get_spec
 from rlgen.errors import InputError
@@ -166,11 +166,14 @@ class SeedGroup:
             run.report.count += 1
 
     def log(self, global_step: int, epsilon: float) -> None:
+        """Every seed's log window; the bar's mean return when a window closes (not every step)."""
+        window = self.runs[0].report.next_log
         for run in self.runs:
             run.report.maybe_log(global_step, epsilon, self.optimizer.param_groups[0]["lr"])
-        recent = [np.mean(r.report.recent_returns) for r in self.runs if r.report.recent_returns]
-        if recent:
-            self.bar.update(0, ret=float(np.mean(recent)))
+        if self.runs[0].report.next_log != window:
+            recent = [np.mean(r.report.recent_returns) for r in self.runs if r.report.recent_returns]
+            if recent:
+                self.bar.update(0, ret=float(np.mean(recent)))
 
     def write_back(self) -> None:
         """Every seed's module, optimizer and schedule := its rows of the batch (before saving or evaluating)."""
@@ -183,17 +186,10 @@ class SeedGroup:
 
     def evaluate(self, global_step: int) -> bool:
         """The evaluation during training, of every seed (``eval_freq``); True if ``on_eval`` asks to stop."""
-        from rlgen.dqn.evaluate import evaluate_policy
-
         means = []
         for i, run in enumerate(self.runs):
-            self.q.write_back(i, run.q_net)
-            mean, _ = evaluate_policy(run.q_net, run.config.env_id, run.config.eval_during_episodes,
-                                      seed=run.config.seed + 10_000, device=run.device)
-            run.logger.scalar("eval/episodic_return", mean, global_step)
-            if run.best is not None and run.config.keep_best_by == "eval":
-                run.best.observe_score(mean, self.q.row(i), global_step)
-            means.append(mean)
+            self.q.write_back(i, run.q_net)  # each seed's own network, evaluated as its single run would be
+            means.append(evaluate_during_training(run, global_step))
         return bool(self.on_eval is not None and self.on_eval(global_step, means))
 
     def save(self, global_step: int, update_step: int) -> None:

@@ -171,3 +171,23 @@ def save_run(run: QRun, global_step: int, update_step: int, final: bool = False)
             "actor": actor_meta, "envs": run.envs.state_dict(), "report": run.report.state_dict(), "best": best_meta,
         },
     )
+
+
+def evaluation_score(run: QRun) -> float:
+    """The mean return of ``eval_during_episodes`` greedy episodes on the run's evaluation seed."""
+    from rlgen.dqn.evaluate import evaluate_policy
+
+    config = run.config
+    mean, _ = evaluate_policy(run.q_net, config.env_id, config.eval_during_episodes, seed=config.seed + 10_000,
+                              device=run.device)
+    return mean
+
+
+def evaluate_during_training(run: QRun, global_step: int) -> float:
+    """An evaluation every ``eval_freq`` steps: scored, logged as ``eval/episodic_return``, and offered
+    to keep_best when it keeps the best evaluated network (``keep_best_by=eval``)."""
+    mean = evaluation_score(run)
+    run.logger.scalar("eval/episodic_return", mean, global_step)
+    if run.best is not None and run.config.keep_best_by == "eval":
+        run.best.observe_score(mean, run.q_net, global_step)
+    return mean

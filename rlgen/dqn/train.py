@@ -16,7 +16,6 @@ and the replay in each checkpoint, so a resumed run continues exactly.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.learning import update_target
-from rlgen.dqn.run import QRun, build_run, save_run
+from rlgen.dqn.run import QRun, build_run, evaluate_during_training, evaluation_score, save_run
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.training import (
     GracefulInterrupt,
@@ -37,9 +36,6 @@ from rlgen.training import (
     set_deterministic,
     torch_threads,
 )
-
-log = logging.getLogger(__name__)
-
 
 def train(
     config: DQNConfig,
@@ -153,11 +149,7 @@ def train_steps(
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
             if next_eval is not None and global_step >= next_eval:
                 next_eval += config.eval_freq
-                mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
-                                          seed=config.seed + 10_000, device=device)
-                run.logger.scalar("eval/episodic_return", mean, global_step)
-                if best is not None and config.keep_best_by == "eval":
-                    best.observe_score(mean, q_net, global_step)
+                mean = evaluate_during_training(run, global_step)
                 if on_eval is not None and on_eval(global_step, [mean]):
                     interrupted = True
                     break
@@ -191,12 +183,9 @@ def finish_run(run: QRun, global_step: int, update_step: int, interrupted: bool,
 def final_score(run: QRun) -> float:
     """The final network's score for keep_best: its training returns, or one more evaluation like those
     during training (``keep_best_by=eval``)."""
-    config = run.config
-    if config.keep_best_by == "train":
+    if run.config.keep_best_by == "train":
         return run.best.training_score(run.report.recent_returns)
-    mean, _ = evaluate_policy(run.q_net, config.env_id, config.eval_during_episodes, seed=config.seed + 10_000,
-                              device=run.device)
-    return mean
+    return evaluation_score(run)
 
 
 def final_evaluation(logger: RunLogger, config: DQNConfig, q_net: torch.nn.Module, global_step: int,

@@ -12,7 +12,6 @@ actors, evaluation and reporting from the DQN stack.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -21,9 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from rlgen.dqn.actors import epsilon_greedy
-from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.schedules import epsilon_at
-from rlgen.dqn.run import build_run, save_run
+from rlgen.dqn.run import build_run, evaluate_during_training, save_run
 from rlgen.dqn.train import finish_run, run_to_end
 from rlgen.pqn.config import PQNConfig
 from rlgen.pqn.returns import q_lambda_returns
@@ -35,9 +33,6 @@ from rlgen.training import (
     make_optimizer,
     set_deterministic,
 )
-
-log = logging.getLogger(__name__)
-
 
 def train(config: PQNConfig, *, device: str = "auto", logdir: str | Path = "runs", resume: str | Path | None = None,
           progress: bool = True, run_name: str | None = None, on_eval=None) -> TrainResult:
@@ -124,9 +119,7 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
             if next_eval is not None and global_step >= next_eval:
                 next_eval = (global_step // config.eval_freq + 1) * config.eval_freq
-                mean, _ = evaluate_policy(q_net, config.env_id, config.eval_during_episodes,
-                                          seed=config.seed + 10_000, device=device)
-                run.logger.scalar("eval/episodic_return", mean, global_step)
+                mean = evaluate_during_training(run, global_step)
                 if on_eval is not None and on_eval(global_step, [mean]):  # see rlgen.dqn.train.train_steps
                     interrupted = True
                     break

@@ -61,11 +61,6 @@ class StackedModules:
         for name, value in (self.params | self.buffers).items():
             named[name].copy_(value[i])
 
-    @torch.no_grad()
-    def copy_rows_(self, other: StackedModules) -> None:
-        """These tensors := ``other``'s (a hard target update)."""
-        torch._foreach_copy_(self.parameters(), other.parameters())
-
 
 class _Row:
     def __init__(self, stacked: StackedModules, i: int):
