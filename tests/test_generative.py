@@ -20,7 +20,7 @@ from rlgen.generative.vae.config import VAEConfig
 from rlgen.generative.vae.losses import elbo, gaussian_kl, importance_sampled_nll
 from rlgen.generative.vae.train import train as train_vae
 from rlgen.generative.wgan_gp.config import WGANGPConfig
-from rlgen.generative.wgan_gp.losses import gradient_penalty
+from rlgen.generative.wgan_gp.losses import gradient_penalty, interpolate
 from rlgen.generative.wgan_gp.networks import Critic, MLPCritic
 from rlgen.generative.wgan_gp.sample import build_critic
 from rlgen.generative.wgan_gp.train import train as train_gan
@@ -149,7 +149,8 @@ def test_gradient_penalty_of_a_linear_critic_is_lambda_times_norm_minus_one_squa
         return x.flatten(1) @ w
 
     real, fake = torch.randn(16, 1, 2, 2), torch.randn(16, 1, 2, 2)
-    penalty = gradient_penalty(critic, real, fake, weight=10.0)
+    x_hat = interpolate(real, fake, torch.rand(16, 1, 1, 1))
+    penalty = gradient_penalty(critic(x_hat), x_hat, weight=10.0)
     torch.testing.assert_close(penalty, torch.tensor(10.0 * (3.0 - 1.0) ** 2))
     # The penalty stays in the graph, so the critic step descends it: d/dw = 2 lambda (|w| - 1) w / |w|.
     penalty.backward()
@@ -159,7 +160,8 @@ def test_gradient_penalty_of_a_linear_critic_is_lambda_times_norm_minus_one_squa
 def test_gradient_penalty_uses_the_gradient_at_the_interpolated_point():
     # f(x) = |x|^2 / 2 has gradient x; with real == fake the interpolate is that point.
     points = torch.randn(8, 3, 4, 4)
-    penalty = gradient_penalty(lambda x: 0.5 * x.flatten(1).pow(2).sum(1), points, points.clone(), weight=2.0)
+    x_hat = interpolate(points, points.clone(), torch.rand(8, 1, 1, 1))
+    penalty = gradient_penalty(0.5 * x_hat.flatten(1).pow(2).sum(1), x_hat, weight=2.0)
     expected = 2.0 * (points.flatten(1).norm(dim=1) - 1).pow(2).mean()
     torch.testing.assert_close(penalty, expected)
 

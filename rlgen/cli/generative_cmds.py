@@ -49,13 +49,17 @@ def train(
 ):
     """Train a generative MODEL: vae, gan (WGAN-GP) or diffusion.
 
+    Under torchrun the run is data-parallel over the ranks (--batch-size is the global batch):
+
     \b
     Examples:
       rlgen train diffusion --data fashion-mnist --steps 20000
+      torchrun --nproc-per-node 4 -m rlgen train diffusion --data fashion-mnist
       rlgen train gan --set n_critic=5 --set gp_lambda=10
       rlgen train vae --resume runs/digits__vae__0__1712345678 --steps 10000
     """
     from rlgen.generative.runs import config_from_run, open_run
+    from rlgen.training import ranks_from_env
 
     config_cls, train_fn = model_parts(model)
     if resume is not None:
@@ -76,6 +80,13 @@ def train(
         resume=resume,
         progress=False if quiet else None,
     )
+    ranks = ranks_from_env()
+    if not ranks.is_main:  # a data-parallel job reports once, from rank 0
+        if result.interrupted:
+            click.echo(f"rank {ranks.rank} of {ranks.world_size} stopped at step {result.step:,} "
+                       "(rank 0 saved the checkpoint)", err=True)
+            raise SystemExit(INTERRUPTED_EXIT)
+        return
     click.echo(f"run: {result.run_dir}")
     for tag, value in result.metrics.items():
         click.echo(f"{tag}: {value:.4g}")

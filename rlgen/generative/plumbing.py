@@ -6,7 +6,9 @@ random streams (``RunRNG``: weights, noise, dropout), the data order
 schedules, saving (rotating checkpoints, ``rlgen.training.RunCheckpoints``),
 the log window with named running sums and images/s, and the end of the run
 (save first, then the final evaluation, so an evaluation can never cost the
-checkpoint). DDP or other new mechanics land here once.
+checkpoint), and data parallelism under torchrun (``rlgen.training.distributed``:
+the global batch split over ranks, rank 0 logging, saving and evaluating, a stop
+on any rank stopping all).
 
 A trainer reads::
 
@@ -17,7 +19,9 @@ A trainer reads::
         with run.loop(step) as bar:
             while step < config.steps:
                 step += 1
-                images, _ = run.batches.next()
+                images, _ = run.batches.next()     # the global batch
+                noise = torch.randn(...)           # drawn at the global batch's shape
+                images, noise = run.shard(images, noise)   # this rank's rows
                 ...                                 # the model's own step, written out
                 run.window.add(loss, ...)
                 run.log_window(step, bar)
@@ -43,13 +47,14 @@ from rlgen.data import load_dataset
 from rlgen.errors import CheckpointError, InputError
 from rlgen.generative.runs import dataset_meta, make_logger, record_scalars
 from rlgen.training import (
+    DataParallel,
     GracefulInterrupt,
     ProgressBar,
     RunCheckpoints,
     RunRNG,
     TrainResult,
+    RunLogger,
     load_checkpoint,
-    resolve_device,
     resume_location,
     set_deterministic,
 )
@@ -103,8 +108,10 @@ class BatchStream:
 class LogWindow:
     """Named running sums between two logs (kept on the device: no sync per step), and images/s."""
 
-    def __init__(self, names: tuple[str, ...], images_per_step: int, device: torch.device):
+    def __init__(self, names: tuple[str, ...], images_per_step: int, device: torch.device,
+                 parallel: DataParallel | None = None):
         self.names, self.images_per_step = names, images_per_step
+        self.parallel = parallel
         self.sums = torch.zeros(len(names), device=device)
         self.steps, self.start = 0, time.perf_counter()
 
@@ -115,7 +122,8 @@ class LogWindow:
     def close(self) -> dict[str, torch.Tensor | float]:
         """The window's means by name and ``charts/images_per_second``; starts the next window."""
         elapsed = time.perf_counter() - self.start
-        means = self.sums / max(self.steps, 1)
+        sums = self.parallel.mean(self.sums) if self.parallel is not None else self.sums  # over the ranks
+        means = sums / max(self.steps, 1)
         out: dict[str, torch.Tensor | float] = {name: means[i] for i, name in enumerate(self.names)}
         out["charts/images_per_second"] = self.steps * self.images_per_step / max(elapsed, 1e-9)
         self.sums = torch.zeros_like(self.sums)
@@ -140,7 +148,12 @@ class GenerativeRun:
         config: the model's config dataclass (``data``, ``seed``, ``steps``, ``batch_size``,
             ``log_interval``, ``checkpoint_interval``, ``keep_checkpoints``, ``image_size``).
         window: names of the running sums the step body adds, in order.
-        images_per_step: images one step consumes (for images/s).
+        images_per_step: images one step consumes over all ranks (for images/s).
+
+    Under torchrun (``RANK`` / ``WORLD_SIZE`` set) the run is one rank of a data-parallel job:
+    ``shard`` keeps the rank's rows of a global-batch tensor, ``wrap`` puts a module in DDP,
+    only rank 0 (``is_main``) has a logger and writes checkpoints, and ``stop_requested`` is
+    agreed by all ranks every step.
     """
 
     def __init__(self, algo: str, config: Any, *, window: tuple[str, ...], images_per_step: int,
@@ -151,8 +164,11 @@ class GenerativeRun:
         # Called with (step, metrics) after each evaluation; True stops the run there as a stop
         # request would (a pruned tuning trial).
         self.on_eval, self._stop_after_eval = on_eval, False
-        self.device = resolve_device(device)
-        self.progress = progress
+        self.parallel = DataParallel(device)
+        self.device, self.is_main = self.parallel.device, self.parallel.is_main
+        self.parallel.check_batch(config.batch_size)
+        self.shard, self.wrap = self.parallel.shard, self.parallel.wrap
+        self.progress = progress if self.is_main else False
         self.start_time = time.perf_counter()
         self.resume_file, self.resume_dir = resume_location(resume) if resume is not None else (None, None)
         self.checkpoint = self._check_resume() if self.resume_file is not None else None
@@ -162,11 +178,13 @@ class GenerativeRun:
                                       image_size=getattr(config, "image_size", 0) or None)
         self.data = dataset_meta(self.train_set)
         self.batches = BatchStream(self.train_set, config.batch_size, config.seed, self.device)
-        self.window = LogWindow(window, images_per_step, self.device)
+        self.window = LogWindow(window, images_per_step, self.device, self.parallel)
         self.history: dict[str, list[float]] = {}
         self.metrics: dict[str, float] = {}
         self.interrupt: GracefulInterrupt | None = None
+        self._stopping = False
         self.parts: dict[str, dict] = {}
+        self.logger: RunLogger | None = None  # rank 0 only
 
     def _check_resume(self):
         """Everything about the resume checked before any data is loaded or any step taken."""
@@ -213,12 +231,17 @@ class GenerativeRun:
                 self.batches.generator.set_state(extra["data_rng"].cpu())
                 self.batches._new_epoch()
             step = int(ckpt.meta["step"])
-        self.logger = make_logger(self.logdir, self.algo, self.config, self.resume_dir)
-        run_id = self.checkpoint.meta.get("run_id") if self.checkpoint is not None else None
-        self.checkpoints = RunCheckpoints(self.logger.run_dir, self.config.keep_checkpoints, run_id=run_id)
+        if self.is_main:
+            self.logger = make_logger(self.logdir, self.algo, self.config, self.resume_dir)
+            run_id = self.checkpoint.meta.get("run_id") if self.checkpoint is not None else None
+            self.checkpoints = RunCheckpoints(self.logger.run_dir, self.config.keep_checkpoints, run_id=run_id)
+        self.run_dir = Path(self.parallel.broadcast_text(str(self.logger.run_dir) if self.is_main else ""))
         return step
 
-    def save(self, step: int, **meta: Any) -> Path:
+    def save(self, step: int, **meta: Any) -> Path | None:
+        """Write a checkpoint (rank 0; every rank holds the same state). None on the other ranks."""
+        if not self.is_main:
+            return None
         rng_meta, rng_tensors = self.rng.state_dict()
         batch_meta, batch_tensors = self.batches.state_dict()
         return self.checkpoints.save(
@@ -241,9 +264,16 @@ class GenerativeRun:
             self.window.start = time.perf_counter()
             yield bar
 
+    def rank_randomness(self, step: int) -> contextlib.AbstractContextManager:
+        """Around the network's forward: dropout drawn per rank under DDP (seed of run, step and rank)."""
+        return self.parallel.rank_randomness((self.config.seed * 1_000_003 + step) % 2**62)
+
     @property
     def stop_requested(self) -> bool:
-        return self._stop_after_eval or (self.interrupt is not None and self.interrupt.requested)
+        """A signal or a pruned evaluation asked to stop (on any rank: all ranks agree, once a step)."""
+        asked = self._stop_after_eval or (self.interrupt is not None and self.interrupt.requested)
+        self._stopping = self._stopping or self.parallel.any(asked)
+        return self._stopping
 
     def log_window(self, step: int, bar: ProgressBar, extra: dict[str, Any] | None = None,
                    **shown: str) -> dict[str, float] | None:
@@ -251,7 +281,10 @@ class GenerativeRun:
         labels to tags. Returns the values written, None between logs."""
         if step % self.config.log_interval and step != self.config.steps:
             return None
-        values = record_scalars(self.logger, self.history, {**self.window.close(), **(extra or {})}, step)
+        window = self.window.close()  # every rank: the window's means are averaged over the ranks
+        if not self.is_main:
+            return None
+        values = record_scalars(self.logger, self.history, {**window, **(extra or {})}, step)
         bar.update(0, **{label: values[tag] for label, tag in shown.items()})
         return values
 
@@ -262,6 +295,7 @@ class GenerativeRun:
                 self.save(step, **meta)
 
     def record(self, metrics: dict[str, float], step: int) -> None:
+        """Log an evaluation (rank 0, which alone evaluates) and hand it to ``on_eval``."""
         self.metrics = metrics
         record_scalars(self.logger, self.history, metrics, step)
         if self.on_eval is not None and step < self.config.steps and self.on_eval(step, metrics):
@@ -269,18 +303,20 @@ class GenerativeRun:
 
     def finish(self, step: int, *, final_images: Callable[[], tuple[str, torch.Tensor]] | None = None,
                final_eval: Callable[[], dict[str, float]] | None = None, **meta: Any) -> TrainResult:
-        """Save first; then the last sample grid and (for a finished run) the final evaluation."""
-        interrupted = self.stop_requested
+        """Save first; then the last sample grid and (for a finished run) the final evaluation (rank 0)."""
+        interrupted = self._stopping
         checkpoint = self.save(step, **meta)
-        if final_images is not None:
-            tag, images = final_images()
-            self.logger.image_grid(tag, images, step)
-        if final_eval is not None and not interrupted:
-            self.record(final_eval(), step)
-        self.logger.hparams_final(self.metrics)
-        self.logger.close()
+        if self.is_main:
+            if final_images is not None:
+                tag, images = final_images()
+                self.logger.image_grid(tag, images, step)
+            if final_eval is not None and not interrupted:
+                self.record(final_eval(), step)
+            self.logger.hparams_final(self.metrics)
+            self.logger.close()
         self.rng.release()
-        return TrainResult(run_dir=self.logger.run_dir, checkpoint=checkpoint, step=step, metrics=self.metrics,
+        self.parallel.close()
+        return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=step, metrics=self.metrics,
                            history=self.history, interrupted=interrupted,
                            wall_seconds=time.perf_counter() - self.start_time)
 

@@ -15,6 +15,7 @@ from rlgen.training.device import (
     set_deterministic,
     torch_threads,
 )
+from rlgen.training.distributed import DataParallel, Ranks, ranks_from_env
 from rlgen.training.ema import EMA
 from rlgen.training.interrupt import GracefulInterrupt
 from rlgen.training.logger import RunLogger, make_grid, save_image_grid
@@ -33,12 +34,14 @@ from rlgen.training.run_checkpoints import RunCheckpoints, resume_location
 __all__ = [
     "EMA",
     "Checkpoint",
+    "DataParallel",
     "GracefulInterrupt",
     "Precision",
     "ProgressBar",
     "RunCheckpoints",
     "RunLogger",
     "RunRNG",
+    "Ranks",
     "TrainResult",
     "checkpoint_info",
     "gradient_step",
@@ -47,6 +50,7 @@ __all__ = [
     "make_lr_schedule",
     "make_optimizer",
     "maybe_compile",
+    "ranks_from_env",
     "resolve_device",
     "resume_location",
     "save_checkpoint",

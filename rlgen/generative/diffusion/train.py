@@ -90,11 +90,12 @@ def train(
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={"denoiser": denoiser, "ema": ema}, optimizers={"denoiser": optimizer},
                          schedules={"lr": lr_schedule})
-        forward = maybe_compile(denoiser, config.compile)
-        scheduler.save_config(run.logger.run_dir)
+        forward = maybe_compile(run.wrap(denoiser), config.compile)
+        if run.is_main:
+            scheduler.save_config(run.logger.run_dir)
 
         def save_pipeline() -> None:
-            if isinstance(ema.shadow, UNetDenoiser) and not num_classes:
+            if run.is_main and isinstance(ema.shadow, UNetDenoiser) and not num_classes:
                 # diffusers' own pipelines call unet(sample, t) without labels, so only unconditional nets.
                 DDPMPipeline(unet=ema.shadow.unet, scheduler=scheduler).save_pretrained(run.logger.run_dir)
 
@@ -122,14 +123,16 @@ def train(
                 x0 = to_model_range(images, "symmetric").contiguous(memory_format=memory_format)  # (B, C, H, W)
                 noise = torch.randn_like(x0)
                 timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), device=torch_device)
-                noisy = scheduler.add_noise(x0, noise, timesteps)  # x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps
-                target = training_target(scheduler, x0, noise, timesteps, config.prediction_type)
                 class_labels = None
                 if num_classes:
                     # Drop labels to the null class so the same net learns the unconditional model too.
                     drop = torch.rand(labels.shape, device=torch_device) < config.label_dropout
                     class_labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
-                with precision.autocast():
+                    (class_labels,) = run.shard(class_labels)
+                x0, noise, timesteps = run.shard(x0, noise, timesteps)  # this rank's rows of the global batch
+                noisy = scheduler.add_noise(x0, noise, timesteps)  # x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps
+                target = training_target(scheduler, x0, noise, timesteps, config.prediction_type)
+                with precision.autocast(), run.rank_randomness(step):  # dropout: per rank under DDP
                     prediction = forward(noisy, timesteps, class_labels)
                 loss = F.mse_loss(prediction.float(), target)
                 gradient_step(loss, optimizer, denoiser.parameters(), config.max_grad_norm or None, precision.scaler)
@@ -140,9 +143,9 @@ def train(
                 run.log_window(step, bar, extra={"charts/learning_rate": optimizer.param_groups[0]["lr"]},
                                loss="losses/diffusion")
                 with run.window.paused():
-                    if config.sample_interval and step % config.sample_interval == 0:
+                    if run.is_main and config.sample_interval and step % config.sample_interval == 0:
                         run.logger.image_grid("samples/ema", generate(64)[0], step)
-                    if config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
+                    if run.is_main and config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
                         run.record(evaluate(), step)
                     if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                         save_pipeline()

@@ -93,7 +93,8 @@ class VAE(nn.Module):
             self.decoder: nn.Module = ConvDecoder(config.latent_dim, self.image_shape, config.decoder_channels)
         else:
             self.decoder = MLPDecoder(config.latent_dim, self.image_shape, config.decoder_hidden_sizes)
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        # Only the Gaussian likelihood uses it; a parameter without gradients would make DDP wait for them.
+        self.log_scale = nn.Parameter(torch.zeros(()), requires_grad=config.likelihood == "gaussian")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) in [0, 1] -> posterior (mu, logvar), each (B, Z)."""
@@ -104,8 +105,13 @@ class VAE(nn.Module):
         """(B, Z) -> decoder output (B, C, H, W): logits (Bernoulli) or means (Gaussian)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One reparameterised pass: returns (decoder output, mu, logvar)."""
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One reparameterised pass: returns (decoder output, mu, logvar).
+
+        ``noise`` (B, Z) is the standard normal draw of the reparameterisation (drawn here when
+        None); the training loop passes it so that data-parallel ranks share one draw.
+        """
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, Z)
+        noise = torch.randn_like(mu) if noise is None else noise
+        z = mu + noise * torch.exp(0.5 * logvar)  # (B, Z)
         return self.decode(z), mu, logvar

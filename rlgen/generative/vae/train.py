@@ -81,7 +81,7 @@ def train(
         optimizer = make_optimizer("adam", model.parameters(), config.learning_rate, weight_decay=config.weight_decay)
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={ALGO: model}, optimizers={ALGO: optimizer})
-        forward = maybe_compile(model, config.compile)
+        forward = maybe_compile(run.wrap(model), config.compile)
         # Fixed latents, so successive sample grids show the same 64 points of z-space.
         grid_latents = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
         grid_latents = grid_latents.to(torch_device)
@@ -93,8 +93,10 @@ def train(
                 x = to_model_range(images, "unit")  # (B, C, H, W) in [0, 1]
                 if config.binarize:
                     x = torch.bernoulli(x)
-                with precision.autocast():
-                    out, mu, logvar = forward(x)
+                noise = torch.randn(x.shape[0], config.latent_dim, device=torch_device)  # (B, Z)
+                x, noise = run.shard(x, noise)  # this rank's rows of the global batch
+                with precision.autocast(), run.rank_randomness(step):  # dropout: per rank under DDP
+                    out, mu, logvar = forward(x, noise)
                 terms = elbo(x, out.float(), mu.float(), logvar.float(), config.likelihood, model.log_scale)
                 loss = (terms.recon + config.beta * terms.kl).mean()
                 gradient_step(loss, optimizer, model.parameters(), config.max_grad_norm or None, precision.scaler)
@@ -102,9 +104,9 @@ def train(
 
                 run.log_window(step, bar, neg_elbo="losses/elbo", kl="losses/kl")
                 with run.window.paused():
-                    if config.sample_interval and step % config.sample_interval == 0:
+                    if run.is_main and config.sample_interval and step % config.sample_interval == 0:
                         run.logger.image_grid("samples/prior", decode_images(model, grid_latents, config.likelihood), step)
-                    if config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
+                    if run.is_main and config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
                         run.record(evaluate(model, config, test_images, data_dir), step)
                 run.maybe_checkpoint(step)
                 bar.update(1)

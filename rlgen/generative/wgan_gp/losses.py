@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 
-def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    weight: float = 10.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """lambda * E[(||grad_x D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake.
+def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Random points x_hat = eps * real + (1 - eps) * fake, as a leaf that records its gradient.
 
     Args:
-        critic: maps (B, *shape) to scores (B,).
-        real, fake: (B, *shape); ``fake`` should be detached from the generator.
-        weight: lambda.
-        generator: RNG for the interpolation weights (the global one when None).
+        real, fake: (B, *shape); ``fake`` detached from the generator.
+        eps: (B, 1, ...) weights in [0, 1], one per example (Algorithm 1, line 4).
+    """
+    eps = eps.to(device=real.device, dtype=real.dtype)
+    return (eps * real + (1.0 - eps) * fake).requires_grad_(True)  # (B, *shape)
+
+
+def gradient_penalty(scores: torch.Tensor, x_hat: torch.Tensor, weight: float = 10.0) -> torch.Tensor:
+    """lambda * E[(||grad_x D(x_hat)||_2 - 1)^2] from the critic's scores (B,) at the points ``x_hat``.
+
+    The scores may come out of one critic pass over a larger batch that contains
+    ``x_hat`` (the training loop scores real, fake and x_hat together), as long as the
+    critic scores each example on its own (no batch norm).
 
     Returns:
         A scalar kept in the graph (``create_graph=True``) so the critic step descends it.
     """
-    eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(eps_shape, generator=generator, device=real.device if generator is None else generator.device)
-    eps = eps.to(device=real.device, dtype=real.dtype)
-    x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)  # (B, *shape)
-    scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     # The small constant keeps the norm differentiable where the gradient is exactly zero.
     norm = torch.sqrt(grad.float().flatten(1).pow(2).sum(dim=1) + 1e-12)  # (B,)

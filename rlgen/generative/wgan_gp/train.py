@@ -14,7 +14,7 @@ from rlgen.data import to_model_range
 from rlgen.generative.plumbing import GenerativeRun
 from rlgen.generative.runs import sample_metrics
 from rlgen.generative.wgan_gp.config import WGANGPConfig
-from rlgen.generative.wgan_gp.losses import gradient_penalty
+from rlgen.generative.wgan_gp.losses import gradient_penalty, interpolate
 from rlgen.generative.wgan_gp.sample import (
     ALGO,
     build_critic,
@@ -59,8 +59,12 @@ def train(
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={"generator": generator, "critic": critic},
                          optimizers={"generator": generator_opt, "critic": critic_opt})
-        generator_fwd = maybe_compile(generator, config.compile)
-        critic_fwd = maybe_compile(critic, config.compile)
+        # Under DDP the critic step goes through DDP's critic, the generator step through DDP's
+        # generator and the *plain* critic: DDP's critic would wait for critic gradients that the
+        # generator step (critic frozen) never produces.
+        generator_fwd = maybe_compile(run.wrap(generator), config.compile)
+        critic_fwd = maybe_compile(run.wrap(critic), config.compile)
+        frozen_critic_fwd = maybe_compile(critic, config.compile) if run.parallel.enabled else critic_fwd
         grid_latents = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
         grid_latents = grid_latents.to(torch_device)
 
@@ -81,28 +85,33 @@ def train(
                 for _ in range(config.n_critic):
                     real = to_model_range(run.batches.next()[0], "symmetric")  # (B, C, H, W) in [-1, 1]
                     z = torch.randn(real.shape[0], config.latent_dim, device=torch_device)
+                    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=torch_device)
+                    real, z, eps = run.shard(real, z, eps)  # this rank's rows of the global batch
                     with torch.no_grad(), precision.autocast():
                         fake = generator_fwd(z)
+                    x_hat = interpolate(real, fake, eps)
                     with precision.autocast():
-                        critic_real = critic_fwd(real).float().mean()
-                        critic_fake = critic_fwd(fake).float().mean()
-                        penalty = gradient_penalty(critic_fwd, real, fake, config.gp_lambda)
+                        # One critic pass scores real, fake and x_hat (one forward per backward, as DDP wants).
+                        scores = critic_fwd(torch.cat([real, fake, x_hat])).float()  # (3B,)
+                        score_real, score_fake, score_hat = scores.split(real.shape[0])
+                        penalty = gradient_penalty(score_hat, x_hat, config.gp_lambda)
+                    critic_real, critic_fake = score_real.mean(), score_fake.mean()
                     critic_loss = critic_fake - critic_real + penalty
                     gradient_step(critic_loss, critic_opt, critic.parameters())
                 # --- generator: one step against the updated critic (lines 10-11)
                 critic.requires_grad_(False)  # no critic gradients needed; saves their compute
-                z = torch.randn(config.batch_size, config.latent_dim, device=torch_device)
+                (z,) = run.shard(torch.randn(config.batch_size, config.latent_dim, device=torch_device))
                 with precision.autocast():
-                    generator_loss = -critic_fwd(generator_fwd(z)).float().mean()
+                    generator_loss = -frozen_critic_fwd(generator_fwd(z)).float().mean()
                 gradient_step(generator_loss, generator_opt, generator.parameters())
                 # The critic terms logged are those of each window's last critic step.
                 run.window.add(critic_loss, penalty, critic_real - critic_fake, generator_loss)
 
                 run.log_window(step, bar, w="charts/wasserstein_estimate", gp="losses/gradient_penalty")
                 with run.window.paused():
-                    if config.sample_interval and step % config.sample_interval == 0:
+                    if run.is_main and config.sample_interval and step % config.sample_interval == 0:
                         run.logger.image_grid("samples/generator", generate_images(generator, grid_latents), step)
-                    if config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
+                    if run.is_main and config.eval_interval and step % config.eval_interval == 0 and step < config.steps:
                         run.record(evaluate(), step)
                 run.maybe_checkpoint(step)
                 bar.update(1)
