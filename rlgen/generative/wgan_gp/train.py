@@ -59,12 +59,11 @@ def train(
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={"generator": generator, "critic": critic},
                          optimizers={"generator": generator_opt, "critic": critic_opt})
-        # Under DDP the critic step goes through DDP's critic, the generator step through DDP's
-        # generator and the *plain* critic: DDP's critic would wait for critic gradients that the
-        # generator step (critic frozen) never produces.
+        # Under DDP the generator step goes through DDP's generator and the *plain* critic: DDP's
+        # critic would wait for critic gradients that the generator step (critic frozen) never makes.
         generator_fwd = maybe_compile(run.wrap(generator), config.compile)
         critic_fwd = maybe_compile(run.wrap(critic), config.compile)
-        frozen_critic_fwd = maybe_compile(critic, config.compile) if run.parallel.enabled else critic_fwd
+        plain_critic_fwd = maybe_compile(critic, config.compile) if run.parallel.enabled else critic_fwd
         grid_latents = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
         grid_latents = grid_latents.to(torch_device)
 
@@ -91,10 +90,12 @@ def train(
                         fake = generator_fwd(z)
                     x_hat = interpolate(real, fake, eps)
                     with precision.autocast():
-                        # One critic pass scores real, fake and x_hat (one forward per backward, as DDP wants).
-                        scores = critic_fwd(torch.cat([real, fake, x_hat])).float()  # (3B,)
-                        score_real, score_fake, score_hat = scores.split(real.shape[0])
-                        penalty = gradient_penalty(score_hat, x_hat, config.gp_lambda)
+                        # One DDP pass scores real and fake; the penalty's pass goes through the plain
+                        # critic (its gradients join the same .grad before DDP's all-reduce). DDP's reducer
+                        # wants one forward per backward: three DDP passes give wrong critic gradients
+                        # (tests/test_distributed.py shows it).
+                        score_real, score_fake = critic_fwd(torch.cat([real, fake])).float().split(real.shape[0])
+                        penalty = gradient_penalty(plain_critic_fwd(x_hat).float(), x_hat, config.gp_lambda)
                     critic_real, critic_fake = score_real.mean(), score_fake.mean()
                     critic_loss = critic_fake - critic_real + penalty
                     gradient_step(critic_loss, critic_opt, critic.parameters())
@@ -102,7 +103,7 @@ def train(
                 critic.requires_grad_(False)  # no critic gradients needed; saves their compute
                 (z,) = run.shard(torch.randn(config.batch_size, config.latent_dim, device=torch_device))
                 with precision.autocast():
-                    generator_loss = -frozen_critic_fwd(generator_fwd(z)).float().mean()
+                    generator_loss = -plain_critic_fwd(generator_fwd(z)).float().mean()
                 gradient_step(generator_loss, generator_opt, generator.parameters())
                 # The critic terms logged are those of each window's last critic step.
                 run.window.add(critic_loss, penalty, critic_real - critic_fake, generator_loss)
