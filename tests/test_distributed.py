@@ -110,29 +110,51 @@ def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
-def test_a_stop_on_one_rank_stops_both_at_one_step_and_the_run_resumes_there(tmp_path):
-    logdir = tmp_path / "ddp"
+def stopped_job(logdir: Path, stop) -> tuple[str, str]:
+    """Start a long 2-rank GAN run, call ``stop(launcher)`` inside its step loop, return (stdout, stderr)."""
+    # A session of its own, as a terminal's job is: Ctrl-C reaches the whole process group.
     launcher = subprocess.Popen(torchrun("gan", logdir, steps=100_000), env=env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not (logdir.is_dir() and any(logdir.iterdir())) and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(2.0)  # well inside the step loop
-        pids = rank_pids(launcher)
-        assert set(pids) == {0, 1}
-        os.kill(pids[1], signal.SIGTERM)  # only rank 1 hears it
-        out, err = launcher.communicate(timeout=120)
+        stop(launcher)
+        return launcher.communicate(timeout=120)
     finally:
         launcher.kill()
+
+
+def stopped_at(out: str, err: str, run_dir: Path) -> int:
+    """The step both ranks say they stopped at, checked against the one checkpoint rank 0 wrote."""
     stopped = [line for line in err.splitlines() if "rank 1 of 2 stopped at step" in line]
     assert len(stopped) == 1, err[-3000:]
     step = int(stopped[0].split("stopped at step ")[1].split()[0].replace(",", ""))
     assert f"interrupted at step {step:,}" in out  # rank 0 stopped at the same step
-    run_dir = only_run(logdir)
     assert load_checkpoint(run_dir / CHECKPOINT_NAME).meta["step"] == step
     assert len(list((run_dir / "checkpoints").glob("step-*.safetensors"))) == 1  # one checkpoint, from rank 0
+    return step
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc and process groups")
+def test_ctrl_c_on_the_job_saves_one_checkpoint_at_the_step_every_rank_stopped_at(tmp_path):
+    out, err = stopped_job(tmp_path / "ddp", lambda launcher: os.killpg(launcher.pid, signal.SIGINT))
+    stopped_at(out, err, only_run(tmp_path / "ddp"))
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_a_stop_on_one_rank_stops_both_at_one_step_and_the_run_resumes_there(tmp_path):
+    logdir = tmp_path / "ddp"
+
+    def sigterm_rank_1(launcher: subprocess.Popen) -> None:
+        pids = rank_pids(launcher)
+        assert set(pids) == {0, 1}
+        os.kill(pids[1], signal.SIGTERM)  # only rank 1 hears it
+
+    out, err = stopped_job(logdir, sigterm_rank_1)
+    run_dir = only_run(logdir)
+    step = stopped_at(out, err, run_dir)
 
     # Both ranks resume from it; 4 more steps equal one process resuming from the same checkpoint.
     reference_dir = tmp_path / "single" / run_dir.name
@@ -157,3 +179,18 @@ def test_a_global_batch_the_ranks_cannot_split_is_one_line_before_anything_is_wr
                       "so pass a multiple of 2"] * 2
     assert not [line for line in done.stderr.splitlines() if line.strip().startswith("File ") and "/rlgen/" in line]
     assert not (tmp_path / "ddp").exists()
+
+
+@pytest.mark.parametrize("args", [["train-dqn", "CartPole-v1"], ["train-pqn", "CartPole-v1"], ["tune", "dqn", "CartPole-v1"]])
+def test_commands_that_do_not_train_data_parallel_refuse_torchrun(args, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from rlgen.cli.main import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "does not run data-parallel" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())

@@ -63,6 +63,16 @@ def debug_enabled() -> bool:
     return bool(ctx is not None and ctx.find_root().params.get("debug"))
 
 
+def refuse_torchrun(command: str, instead: str) -> None:
+    """Commands that do not train data-parallel say so under torchrun, instead of N copies each training alone."""
+    from rlgen.training import ranks_from_env
+
+    world = ranks_from_env().world_size
+    if world > 1:
+        raise InputError(f"`rlgen {command}` does not run data-parallel (started by torchrun with WORLD_SIZE={world}); "
+                         f"only `rlgen train vae|gan|diffusion` do; {instead}")
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn rlgen's own errors (what a user caused and can fix) into one line on stderr and exit code 2.
 

@@ -10,6 +10,7 @@ import click
 from rlgen.cli.common import (
     INTERRUPTED_EXIT,
     refuse_on_resume,
+    refuse_torchrun,
     training_options,
     user_errors,
 )
@@ -35,6 +36,7 @@ def q_learning_command(algo: str, summary: str) -> click.Command:
         from rlgen.dqn.resume import algo_of, read_header
         from rlgen.training import resume_location
 
+        refuse_torchrun(f"train-{algo}", "run it without torchrun, and use --seeds N for many agents in one process")
         if seeds is not None and seeds < 1:
             raise InputError(f"--seeds {seeds} must be >= 1 (the number of seeds to train side by side)")
         if resume is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rlgen.cli.common import INTERRUPTED_EXIT, user_errors
+from rlgen.cli.common import INTERRUPTED_EXIT, refuse_torchrun, user_errors
 from rlgen.errors import InputError
 
 
@@ -56,6 +56,7 @@ def tune(algo, env_id, data, n_trials, timeout, n_workers, seeds_per_trial, scor
       rlgen tune pqn CartPole-v1 --storage postgresql://user:pw@db/optuna   # workers on many machines
       rlgen tune vae --data digits --n-trials 10
     """
+    refuse_torchrun("tune", "start workers with --n-workers, or the same command on each machine with one --storage")
     from rlgen.config import parse_override
     from rlgen.tune.report import export_best as write_best
     from rlgen.tune.report import show_study
