@@ -194,3 +194,25 @@ def test_commands_that_do_not_train_data_parallel_refuse_torchrun(args, monkeypa
     assert result.exit_code == 2
     assert "does not run data-parallel" in result.output and "Traceback" not in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_rank_randomness_draws_from_seed_plus_rank_and_leaves_the_shared_stream_alone(monkeypatch):
+    from rlgen.training import DataParallel
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    parallel = DataParallel("cpu")
+    torch.manual_seed(0)
+    with parallel.rank_randomness(123):  # one process: the block draws from the shared stream itself
+        alone = torch.rand(4)
+    assert torch.equal(alone, torch.rand(4, generator=torch.Generator().manual_seed(0)))
+    torch.manual_seed(0)
+    torch.rand(4)
+    expected_next = torch.rand(4)
+    for rank in (0, 1):
+        parallel.enabled, parallel.rank = True, rank  # as rank R of a 2-rank job (no collective is involved)
+        torch.manual_seed(0)
+        torch.rand(4)
+        with parallel.rank_randomness(123):
+            inside = torch.rand(4)
+        assert torch.equal(inside, torch.rand(4, generator=torch.Generator().manual_seed(123 + rank)))
+        assert torch.equal(torch.rand(4), expected_next)  # the shared stream goes on as if nothing was drawn
