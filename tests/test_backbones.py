@@ -70,6 +70,7 @@ def _recall_batches(seed: int, one_hot: bool):
         ("gru", True, {"rnn_hidden_size": 32}),
         ("transformer", False, {"d_model": 32, "n_heads": 2, "n_layers": 1, "pool": "last"}),
         ("transformer", True, {"d_model": 32, "n_heads": 2, "n_layers": 1, "pool": "cls", "positional": "learned"}),
+        ("tcn", False, {"tcn_channels": [32, 32, 32], "kernel_size": 2}),  # receptive field 15 >= SEQ_LEN
     ],
 )
 def test_sequence_models_recall_the_first_token(kind, one_hot, extra):
@@ -79,7 +80,8 @@ def test_sequence_models_recall_the_first_token(kind, one_hot, extra):
     head = nn.Linear(net.out_dim, VOCAB)
 
     def features(x):
-        return net(x)[0][:, -1] if is_recurrent(net) else net(x)  # (B, out_dim) at the last step
+        out = net(x)[0] if is_recurrent(net) else net(x)
+        return out[:, -1] if out.dim() == 3 else out  # (B, out_dim) at the last step
 
     _train(net, head, features, _recall_batches(seed=1, one_hot=one_hot), steps=300, lr=1e-2)
     x, y = next(_recall_batches(seed=99, one_hot=one_hot))
@@ -329,7 +331,46 @@ def test_config_errors_name_the_field():
 
 
 def test_is_recurrent_and_is_sequence_model():
-    kinds = {"mlp": (2,), "small_cnn": (1, 8, 8), "lstm": (2,), "gru": (2,), "transformer": (2,)}
+    kinds = {"mlp": (2,), "small_cnn": (1, 8, 8), "lstm": (2,), "gru": (2,), "transformer": (2,), "tcn": (2,)}
     nets = {k: build_backbone(BackboneConfig(kind=k), s) for k, s in kinds.items()}
     assert [k for k, n in nets.items() if is_recurrent(n)] == ["lstm", "gru"]
-    assert [k for k, n in nets.items() if is_sequence_model(n)] == ["lstm", "gru", "transformer"]
+    assert [k for k, n in nets.items() if is_sequence_model(n)] == ["lstm", "gru", "transformer", "tcn"]
+
+
+# --- tcn: causality, receptive field, padding ------------------------------------------------
+
+
+def _tcn(**kw) -> nn.Module:
+    torch.manual_seed(0)
+    # tanh: no dead units, so every step inside the receptive field has a non-zero gradient
+    return build_backbone(BackboneConfig(kind="tcn", hidden_sizes=[8], activation="tanh", **kw), (3,))
+
+
+@pytest.mark.parametrize("channels, kernel", [([8, 8, 8], 3), ([8, 8], 2), ([8], 4)])
+def test_tcn_output_depends_exactly_on_its_receptive_field_and_never_on_later_steps(channels, kernel):
+    net = _tcn(tcn_channels=channels, kernel_size=kernel)
+    field = 1 + 2 * (kernel - 1) * (2 ** len(channels) - 1)
+    assert net.receptive_field == field and net.out_dim == channels[-1]
+    steps, t = field + 6, field + 2
+    x = torch.randn(2, steps, 3, requires_grad=True)
+    net(x)[:, t].sum().backward()
+    seen = x.grad.abs().sum(dim=(0, 2)) > 0  # (T,): which input steps reach output step t
+    expected = (torch.arange(steps) <= t) & (torch.arange(steps) > t - field)
+    assert torch.equal(seen, expected)
+
+
+def test_tcn_padding_before_the_start_gives_the_real_steps_what_the_short_sequence_gets():
+    net = _tcn(tcn_channels=[8, 8], kernel_size=3)
+    real = torch.randn(1, 4, 3)
+    padded = torch.cat([torch.randn(1, 5, 3) * 100, real], dim=1)  # junk where the mask says padding
+    mask = (torch.arange(9) < 5)[None]
+    out = net(padded, mask)
+    torch.testing.assert_close(out[:, 5:], net(real), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out[:, :5], torch.zeros_like(out[:, :5]))
+
+
+@pytest.mark.parametrize("fields, match", [({"tcn_channels": []}, "tcn_channels"), ({"kernel_size": 1}, "kernel_size"),
+                                           ({"tcn_channels": [8, 0]}, "tcn_channels")])
+def test_bad_tcn_sizes_are_one_clear_error(fields, match):
+    with pytest.raises(ValueError, match=match):
+        BackboneConfig(kind="tcn", **fields)

@@ -64,6 +64,10 @@ CASES = {
                                              buffer_size=3000, sequence_length=4, context_length=4,
                                              backbone={"kind": "transformer", "d_model": 16, "n_layers": 1, "dropout": 0.1,
                                                        "n_heads": 2})),
+    # tcn: the same windows through causal dilated convolutions
+    "tcn": ("rlgen/TMaze-L5-v0", dict(total_timesteps=1200, num_envs=2, eval_episodes=0, learning_starts=300,
+                                     buffer_size=3000, sequence_length=4, context_length=4,
+                                     backbone={"kind": "tcn", "tcn_channels": [8, 8], "hidden_sizes": [8]})),
 }
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from rlgen.backbones import BackboneConfig, build_backbone
 from rlgen.cli.main import cli
-from rlgen.dqn.recurrent_networks import TransformerQNetwork
+from rlgen.dqn.recurrent_networks import WindowQNetwork
 from rlgen.explain.attention import attention_picture, episode_attention
 from rlgen.explain.saliency import grad_cam, gradient_saliency, overlay
 from rlgen.explain.traversal import traversal_latents
@@ -70,7 +70,7 @@ def test_overlay_keeps_the_frame_where_the_map_is_zero_and_colours_it_where_it_i
 
 def test_attention_maps_of_a_transformer_with_hand_set_weights_come_out_as_set():
     backbone = build_backbone(BackboneConfig(kind="transformer", d_model=8, n_heads=2, n_layers=1), (3,))
-    q_net = TransformerQNetwork(backbone, num_actions=2, context_length=4)
+    q_net = WindowQNetwork(backbone, num_actions=2, context_length=4)
     with torch.no_grad():
         backbone.blocks[0].qkv.weight[:16] = 0.0  # queries and keys all zero: every allowed key scores the same
         backbone.blocks[0].qkv.bias[:16] = 0.0

@@ -30,6 +30,7 @@ AGENTS = {
     "gru": ("rlgen/CartPoleNoVel-v0", (2,), np.float32, {"kind": "gru", "rnn_hidden_size": 16, "rnn_layers": 2}, {}),
     "transformer": ("rlgen/CartPoleNoVel-v0", (2,), np.float32,
                     {"kind": "transformer", "d_model": 16, "n_heads": 2, "n_layers": 1}, {"context_length": 4}),
+    "tcn": ("rlgen/CartPoleNoVel-v0", (2,), np.float32, {"kind": "tcn", "tcn_channels": [8, 8]}, {"context_length": 6}),
 }
 
 
@@ -71,7 +72,7 @@ def test_q_policies_match_torch_for_any_batch_size(case, tmp_path):
         np.testing.assert_allclose(q_onnx, q_torch, atol=ATOL, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["lstm", "gru", "transformer"])
+@pytest.mark.parametrize("case", ["lstm", "gru", "transformer", "tcn"])
 def test_a_recurrent_policy_stepped_through_episodes_with_its_state_fed_back_matches_torch(case, tmp_path):
     agent, path = _agent(case, tmp_path)
     (onnx_file,) = export_run(path, tmp_path / f"{case}.onnx")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from rlgen.dqn import DQNAgent, make_config
 from rlgen.dqn.actors import SequenceActor
-from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork, build_sequence_q_network
+from rlgen.dqn.recurrent_networks import RecurrentQNetwork, WindowQNetwork, build_sequence_q_network
 from rlgen.dqn.losses import SequenceTDLoss
 from rlgen.dqn.sequence_replay import PrioritizedSequenceReplayBuffer, SequenceReplayBuffer
 from rlgen.envs import make_vector_env
@@ -110,7 +110,8 @@ def test_sampling_before_a_whole_chunk_exists_explains_itself():
 
 def _config(kind: str, **fields):
     overrides = [f"backbone.kind={kind}", "backbone.hidden_sizes=[16]", "backbone.rnn_hidden_size=16",
-                 "backbone.d_model=16", "backbone.n_heads=2", "backbone.n_layers=1", "context_length=5"]
+                 "backbone.d_model=16", "backbone.n_heads=2", "backbone.n_layers=1", "backbone.tcn_channels=[16,16]",
+                 "context_length=5"]
     return make_config("rlgen/CartPoleNoVel-v0", overrides=overrides, **fields)
 
 
@@ -172,8 +173,9 @@ def test_batched_episode_pieces_equal_the_step_by_step_recurrence(kind):
         torch.testing.assert_close(q, torch.stack(expected), rtol=1e-5, atol=1e-6)
 
 
-def test_transformer_windows_stop_at_episode_starts():
-    _, net = _net("transformer")
+@pytest.mark.parametrize("kind", ["transformer", "tcn"])
+def test_windows_stop_at_episode_starts(kind):
+    _, net = _net(kind)
     k = net.context_length
     obs = torch.randn(2, 14, 2)
     resets = torch.zeros(2, 14, dtype=torch.bool)
@@ -189,7 +191,7 @@ def test_transformer_windows_stop_at_episode_starts():
             torch.testing.assert_close(q[b, t - k + 1], net(windows, mask)[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+@pytest.mark.parametrize("kind", ["lstm", "transformer", "tcn"])
 def test_vector_acting_clears_memory_exactly_at_episode_starts(kind):
     """Each copy's Q-values equal those of a fresh network fed only that copy's current episode."""
     _, net = _net(kind)
@@ -207,7 +209,7 @@ def test_vector_acting_clears_memory_exactly_at_episode_starts(kind):
             if isinstance(net, RecurrentQNetwork):
                 expected = net(history)[0][0, -1]
             else:
-                assert isinstance(net, TransformerQNetwork)
+                assert isinstance(net, WindowQNetwork)
                 expected = net.chunk_q(history, torch.zeros(1, history.shape[1], dtype=torch.bool), None,
                                        history.shape[1] - 1)[0, 0]
             torch.testing.assert_close(q[i], expected, rtol=1e-5, atol=1e-6)

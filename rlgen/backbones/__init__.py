@@ -3,7 +3,7 @@
 Backbones know nothing of RL or generation. Feed-forward kinds map (B, *obs)
 to (B, out_dim); ``lstm`` / ``gru`` map (B, T, *obs) plus an explicit state to
 (B, T, out_dim) and a new state; ``transformer`` maps (B, T, *obs) to
-(B, T, out_dim) or a pooled (B, out_dim). Use ``is_recurrent`` /
+(B, T, out_dim) or a pooled (B, out_dim); ``tcn`` maps (B, T, *obs) to (B, T, out_dim). Use ``is_recurrent`` /
 ``is_sequence_model`` to branch on which call a module expects.
 """
 
@@ -19,6 +19,7 @@ from rlgen.backbones.config import KINDS, BackboneConfig
 from rlgen.backbones.mlp import MLP
 from rlgen.backbones.rnn import RecurrentBackbone, State
 from rlgen.backbones.spaces import InputSpec, input_spec
+from rlgen.backbones.tcn import TCNBackbone
 from rlgen.backbones.transformer import TransformerBackbone
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "InputSpec",
     "RecurrentBackbone",
     "State",
+    "TCNBackbone",
     "TransformerBackbone",
     "build_backbone",
     "input_spec",
@@ -43,6 +45,7 @@ _BUILDERS: dict[str, Callable[[BackboneConfig, InputSpec], nn.Module]] = {
     "lstm": RecurrentBackbone,
     "gru": RecurrentBackbone,
     "transformer": TransformerBackbone,
+    "tcn": TCNBackbone,
 }
 assert set(_BUILDERS) == set(KINDS)
 
@@ -75,5 +78,5 @@ def is_recurrent(module: nn.Module) -> bool:
 
 
 def is_sequence_model(module: nn.Module) -> bool:
-    """True for backbones that take (B, T, *obs) sequences: lstm, gru and transformer."""
-    return isinstance(_unwrap(module), (RecurrentBackbone, TransformerBackbone))
+    """True for backbones that take (B, T, *obs) sequences: lstm, gru, transformer and tcn."""
+    return isinstance(_unwrap(module), (RecurrentBackbone, TransformerBackbone, TCNBackbone))

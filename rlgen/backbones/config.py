@@ -13,7 +13,7 @@ from typing import Literal, get_args
 from rlgen.config import check_types
 from rlgen.errors import InputError
 
-Kind = Literal["mlp", "nature_cnn", "small_cnn", "impala_cnn", "lstm", "gru", "transformer"]
+Kind = Literal["mlp", "nature_cnn", "small_cnn", "impala_cnn", "lstm", "gru", "transformer", "tcn"]
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu", "leaky_relu"]
 Positional = Literal["sinusoidal", "learned"]
 Pool = Literal["none", "last", "mean", "cls"]
@@ -24,6 +24,9 @@ POSITIONALS: tuple[str, ...] = get_args(Positional)
 POOLS: tuple[str, ...] = get_args(Pool)
 CNN_KINDS = ("nature_cnn", "small_cnn", "impala_cnn")
 RNN_KINDS = ("lstm", "gru")
+# Sequence backbones that read a window of the last K steps (no carried state).
+WINDOW_KINDS = ("transformer", "tcn")
+SEQUENCE_KINDS = (*RNN_KINDS, *WINDOW_KINDS)
 
 # Used when ``channels`` is empty: small_cnn follows the MinAtar-scale nets,
 # impala_cnn the IMPALA paper (Espeholt et al., 2018).
@@ -36,11 +39,11 @@ class BackboneConfig:
 
     kind: Kind = field(
         default="mlp",
-        metadata={"help": "mlp | nature_cnn | small_cnn | impala_cnn | lstm | gru | transformer"},
+        metadata={"help": "mlp | nature_cnn | small_cnn | impala_cnn | lstm | gru | transformer | tcn"},
     )
     hidden_sizes: list[int] = field(
         default_factory=lambda: [256, 256],
-        metadata={"help": "MLP widths; for lstm/gru/transformer a per-step MLP pre-encoder when non-empty"},
+        metadata={"help": "MLP widths; for lstm/gru/transformer/tcn a per-step MLP pre-encoder when non-empty"},
     )
     activation: Activation = field(
         default="relu", metadata={"help": "relu | tanh | gelu | silu | elu | leaky_relu (all kinds)"}
@@ -65,7 +68,14 @@ class BackboneConfig:
     n_heads: int = field(default=4, metadata={"help": "Attention heads; must divide d_model"})
     n_layers: int = field(default=2, metadata={"help": "Transformer blocks"})
     ff_mult: int = field(default=4, metadata={"help": "Transformer feed-forward width = ff_mult * d_model"})
-    max_len: int = field(default=512, metadata={"help": "Longest sequence the transformer accepts"})
+    max_len: int = field(default=512, metadata={"help": "Longest sequence the transformer (or tcn) accepts"})
+    tcn_channels: list[int] = field(
+        default_factory=lambda: [64, 64, 64],
+        metadata={"help": "TCN: widths of the residual blocks; block i has dilation 2^i"},
+    )
+    kernel_size: int = field(
+        default=3, metadata={"help": "TCN: convolution kernel; receptive field 1 + 2 (k - 1) (2^blocks - 1)"}
+    )
     positional: Positional = field(
         default="sinusoidal", metadata={"help": "Transformer positional encoding: sinusoidal | learned"}
     )
@@ -90,7 +100,7 @@ class BackboneConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"backbone.{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
-        for name in ("hidden_sizes", "channels"):
+        for name in ("hidden_sizes", "channels", "tcn_channels"):
             sizes = getattr(self, name)
             if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
                 raise InputError(f"backbone.{name}={sizes!r} must be a list of positive ints")
@@ -98,6 +108,10 @@ class BackboneConfig:
             raise InputError(f"backbone.dropout={self.dropout!r} must be in [0, 1)")
         if self.features_dim < 0:
             raise InputError(f"backbone.features_dim={self.features_dim!r} must be >= 0 (0 = no linear layer)")
+        if not self.tcn_channels:
+            raise InputError("backbone.tcn_channels=[] must name at least one block, e.g. [64, 64, 64]")
+        if self.kernel_size < 2:
+            raise InputError(f"backbone.kernel_size={self.kernel_size!r} must be >= 2 (1 would mix no steps)")
         for name in ("rnn_hidden_size", "rnn_layers", "d_model", "n_heads", "n_layers", "ff_mult", "max_len"):
             value = getattr(self, name)
             if value < 1:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
+from rlgen.dqn.recurrent_networks import RecurrentQNetwork, WindowQNetwork
 
 
 def epsilon_greedy(greedy: np.ndarray, epsilon: float, rng: np.random.Generator, num_actions: int) -> np.ndarray:
@@ -116,7 +116,7 @@ class SequenceActor(_DoneFlags):
         device: where observations go.
     """
 
-    def __init__(self, q_net: RecurrentQNetwork | TransformerQNetwork, num_envs: int, device: torch.device | str):
+    def __init__(self, q_net: RecurrentQNetwork | WindowQNetwork, num_envs: int, device: torch.device | str):
         self.q_net = q_net
         self.num_envs = num_envs
         self.num_actions = q_net.num_actions
@@ -165,7 +165,7 @@ class SequenceActor(_DoneFlags):
 
 
 def is_sequence_network(q_net: torch.nn.Module) -> bool:
-    return isinstance(q_net, (RecurrentQNetwork, TransformerQNetwork))
+    return isinstance(q_net, (RecurrentQNetwork, WindowQNetwork))
 
 
 def make_actor(q_net: torch.nn.Module, num_envs: int, num_actions: int, device: torch.device | str,

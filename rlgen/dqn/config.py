@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlgen.backbones import BackboneConfig
+from rlgen.backbones.config import SEQUENCE_KINDS
 from rlgen.config import at_least, between, check_types
 from rlgen.errors import InputError
 
@@ -98,15 +99,15 @@ class DQNConfig:
     )
     burn_in: int = _help(
         "Recurrent DQN: chunk steps that only warm up the LSTM/GRU state, without loss or gradient "
-        "(R2D2); the transformer uses context_length - 1 context steps instead.", default=8,
+        "(R2D2); the transformer and tcn use context_length - 1 context steps instead.", default=8,
     )
     store_state: bool = _help(
         "Recurrent DQN: start each chunk from the LSTM/GRU state stored while acting (R2D2) "
         "instead of zeros.", default=True,
     )
     context_length: int = _help(
-        "Transformer DQN: observations (the newest included) that each Q-value attends over, "
-        "under a causal mask, never reaching back past the episode start.", default=16,
+        "Transformer / TCN DQN: observations (the newest included) that each Q-value sees, "
+        "causally, never reaching back past the episode start.", default=16,
     )
     per_eta: float = _help(
         "Recurrent/transformer DQN, prioritized replay: a chunk's priority is "
@@ -158,9 +159,9 @@ class DQNConfig:
         if self.eval_freq > 0 and self.eval_during_episodes < 1:
             raise InputError(f"eval_during_episodes={self.eval_during_episodes} must be >= 1 when eval_freq > 0 "
                              "(or set eval_freq=0: evaluate at the end only)")
-        if self.compile and self.backbone.kind in ("lstm", "gru", "transformer"):
+        if self.compile and self.backbone.kind in SEQUENCE_KINDS:
             raise InputError(
-                f"compile=true with backbone.kind={self.backbone.kind!r}: recurrent and transformer Q-networks "
+                f"compile=true with backbone.kind={self.backbone.kind!r}: Q-networks with memory "
                 "change their input length per call (acting: one step, learning: whole chunks), which makes "
                 "torch.compile recompile; set compile=false"
             )

@@ -24,13 +24,14 @@ from rlgen.dqn.sequence_replay import (
     PrioritizedSequenceReplayBuffer,
     SequenceReplayBuffer,
 )
+from rlgen.backbones.config import WINDOW_KINDS
 from rlgen.errors import RlgenError
 from rlgen.training import make_lr_schedule, make_optimizer
 
 
 def context_steps(config: DQNConfig) -> int:
-    """Chunk steps before the trained ones: the RNN burn-in, or the transformer's window minus one."""
-    return config.context_length - 1 if config.backbone.kind == "transformer" else config.burn_in
+    """Chunk steps before the trained ones: the RNN burn-in, or the window (transformer, tcn) minus one."""
+    return config.context_length - 1 if config.backbone.kind in WINDOW_KINDS else config.burn_in
 
 
 def stores_state(config: DQNConfig, q_net: torch.nn.Module) -> bool:

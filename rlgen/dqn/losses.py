@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from rlgen.dqn.config import DQNConfig
-from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
+from rlgen.dqn.recurrent_networks import RecurrentQNetwork, WindowQNetwork
 from rlgen.dqn.replay import ReplayBatch
 from rlgen.dqn.sequence_replay import SequenceBatch
 
@@ -72,8 +72,8 @@ class SequenceTDLoss:
         self.config = config
         self.first = first
 
-    def __call__(self, q_net: RecurrentQNetwork | TransformerQNetwork,
-                 target_net: RecurrentQNetwork | TransformerQNetwork, batch: SequenceBatch) -> TDOutput:
+    def __call__(self, q_net: RecurrentQNetwork | WindowQNetwork,
+                 target_net: RecurrentQNetwork | WindowQNetwork, batch: SequenceBatch) -> TDOutput:
         config, first = self.config, self.first
         state = None
         if batch.state is not None and isinstance(q_net, RecurrentQNetwork):

@@ -1,12 +1,12 @@
-"""Q-networks with memory: an LSTM/GRU or a windowed causal transformer, then the DQN head.
+"""Q-networks with memory: an LSTM/GRU, or a window of the last K steps (causal transformer or TCN), then the DQN head.
 
 Both kinds answer the same two questions, so the learner and the actor need
 not know which one they hold:
 
 - ``chunk_q(obs, resets, state, first)``: Q-values of every step ``>= first`` of a
   replayed chunk (B, L, *obs) -> (B, L - first, A). Steps before ``first`` are
-  context: the RNN's burn-in (run without gradient) or the transformer's
-  attention window.
+  context: the RNN's burn-in (run without gradient) or the window's
+  earlier steps.
 - ``act(obs, memory, starts)``: one vector step (N, *obs) -> (N, A), carrying
   ``memory`` (the RNN state, or the last K observations) and clearing it for
   the copies whose episode starts at this step.
@@ -24,19 +24,17 @@ from torch import nn
 from rlgen.backbones import (
     RecurrentBackbone,
     State,
+    TCNBackbone,
     TransformerBackbone,
     build_backbone,
 )
-from rlgen.backbones.config import RNN_KINDS
+from rlgen.backbones.config import SEQUENCE_KINDS, WINDOW_KINDS
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.networks import QNetwork
 from rlgen.errors import InputError
 
-SEQUENCE_KINDS = (*RNN_KINDS, "transformer")
-
-
 def is_sequence_config(config: DQNConfig) -> bool:
-    """True when ``config`` asks for a Q-network with memory (lstm, gru or transformer backbone)."""
+    """True when ``config`` asks for a Q-network with memory (lstm, gru, transformer or tcn backbone)."""
     return config.backbone.kind in SEQUENCE_KINDS
 
 
@@ -158,16 +156,17 @@ class RecurrentQNetwork(nn.Module):
         return (parts[0], parts[1]) if self.backbone.kind == "lstm" else parts[0]
 
 
-class TransformerQNetwork(nn.Module):
-    """Causal transformer over the last ``context_length`` observations -> Q of the newest one.
+class WindowQNetwork(nn.Module):
+    """A causal transformer or TCN over the last ``context_length`` observations -> Q of the newest one.
 
     A window never reaches back past its episode's start: earlier steps are
-    padding (masked keys), so the Q-value of a step depends only on its own
+    padding (masked keys for the transformer, zeroed steps for the TCN), so the Q-value of a step depends only on its own
     episode's last K observations, in replay exactly as in acting. Memory is
     ``(window (N, K, *obs), padding (N, K) bool)``.
     """
 
-    def __init__(self, backbone: TransformerBackbone, num_actions: int, context_length: int, dueling: bool = False):
+    def __init__(self, backbone: TransformerBackbone | TCNBackbone, num_actions: int, context_length: int,
+                 dueling: bool = False):
         super().__init__()
         if not 1 <= context_length <= backbone.max_len:
             raise InputError(
@@ -219,13 +218,13 @@ class TransformerQNetwork(nn.Module):
 
 def build_sequence_q_network(
     config: DQNConfig, obs_space: gym.spaces.Box, num_actions: int
-) -> RecurrentQNetwork | TransformerQNetwork:
-    """The Q-network with memory that ``config.backbone.kind`` names (lstm, gru or transformer)."""
+) -> RecurrentQNetwork | WindowQNetwork:
+    """The Q-network with memory that ``config.backbone.kind`` names (lstm, gru, transformer or tcn)."""
     if not is_sequence_config(config):
         raise InputError(
             f"backbone.kind={config.backbone.kind!r} has no memory; recurrent DQN takes {', '.join(SEQUENCE_KINDS)}"
         )
     backbone = build_backbone(config.backbone, obs_space)
-    if config.backbone.kind == "transformer":
-        return TransformerQNetwork(backbone, num_actions, config.context_length, dueling=config.dueling)
+    if config.backbone.kind in WINDOW_KINDS:
+        return WindowQNetwork(backbone, num_actions, config.context_length, dueling=config.dueling)
     return RecurrentQNetwork(backbone, num_actions, dueling=config.dueling)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlgen.dqn.recurrent_networks import TransformerQNetwork
+from rlgen.dqn.recurrent_networks import WindowQNetwork
 from rlgen.explain.saliency import heat_colours
 
 
 @torch.no_grad()
-def episode_attention(q_net: TransformerQNetwork, observations: np.ndarray) -> torch.Tensor:
+def episode_attention(q_net: WindowQNetwork, observations: np.ndarray) -> torch.Tensor:
     """Attention of the newest query over its window at each step of one episode.
 
     Args:

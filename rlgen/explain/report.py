@@ -46,7 +46,8 @@ def _save_png(image: np.ndarray, path: Path) -> Path:
 
 def explain_dqn(run: Path, out: Path, *, seed: int, max_steps: int, video: str, frames: int) -> list[Path]:
     from rlgen.dqn import DQNAgent
-    from rlgen.dqn.recurrent_networks import TransformerQNetwork
+    from rlgen.backbones import TransformerBackbone
+    from rlgen.dqn.recurrent_networks import WindowQNetwork
     from rlgen.dqn.video import play_recorded, write_video
     from rlgen.explain.attention import attention_picture, episode_attention
     from rlgen.explain.saliency import grad_cam, gradient_saliency, overlay
@@ -55,7 +56,7 @@ def explain_dqn(run: Path, out: Path, *, seed: int, max_steps: int, video: str, 
     agent = DQNAgent.load(run)
     env_id, q_net = agent.config.env_id, agent.q_net.eval()
     image_obs = len(agent.obs_space.shape) == 3
-    if isinstance(q_net, TransformerQNetwork):
+    if isinstance(q_net, WindowQNetwork) and isinstance(q_net.backbone, TransformerBackbone):
         episode = play_recorded(q_net, env_id, seed=seed, max_steps=max_steps)
         picture = attention_picture(episode_attention(q_net, episode.observations))
         path = _save_png(picture, out / "attention.png")

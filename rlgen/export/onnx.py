@@ -52,12 +52,12 @@ def _require_onnx():
 
 def dqn_specs(path: Path) -> list[ExportSpec]:
     from rlgen.dqn import DQNAgent
-    from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
+    from rlgen.dqn.recurrent_networks import RecurrentQNetwork, WindowQNetwork
     from rlgen.export.wrappers import (
         GRUQPolicy,
         LSTMQPolicy,
         QPolicy,
-        TransformerQPolicy,
+        WindowQPolicy,
     )
 
     agent = DQNAgent.load(path)
@@ -77,13 +77,13 @@ def dqn_specs(path: Path) -> list[ExportSpec]:
                            ["q", "action", *(f"{n}_out" for n in names)],
                            {"obs": 0, "episode_start": 0, **{n: 1 for n in names}},
                            {**meta, "policy": "recurrent", "state": names})]
-    if isinstance(q_net, TransformerQNetwork):
+    if isinstance(q_net, WindowQNetwork):
         window, padding = q_net.initial_memory(2)
-        return [ExportSpec("q_policy", TransformerQPolicy(q_net),
+        return [ExportSpec("q_policy", WindowQPolicy(q_net),
                            {"obs": obs, "episode_start": starts, "window": window, "padding": padding},
                            ["q", "action", "window_out", "padding_out"],
                            {"obs": 0, "episode_start": 0, "window": 0, "padding": 0},
-                           {**meta, "policy": "transformer", "state": ["window", "padding"]})]
+                           {**meta, "policy": "window", "state": ["window", "padding"]})]
     return [ExportSpec("q_policy", QPolicy(q_net), {"obs": obs}, ["q", "action"], {"obs": 0},
                        {**meta, "policy": "feed_forward", "state": []})]
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rlgen.backbones.rnn import _mask_state
-from rlgen.dqn.recurrent_networks import RecurrentQNetwork, TransformerQNetwork
+from rlgen.dqn.recurrent_networks import RecurrentQNetwork, WindowQNetwork
 from rlgen.generative.vae.losses import image_mean
 
 
@@ -64,14 +64,14 @@ class GRUQPolicy(nn.Module):
         return q.float(), q.argmax(dim=1), h
 
 
-class TransformerQPolicy(nn.Module):
-    """One step of a transformer Q-network with its context window as explicit inputs and outputs.
+class WindowQPolicy(nn.Module):
+    """One step of a window Q-network (transformer or TCN) with its window as explicit inputs and outputs.
 
     (obs (B, *obs), episode_start (B,) bool, window (B, K, *obs), padding (B, K) bool) ->
     (q (B, A), action (B,), window', padding').
     """
 
-    def __init__(self, q_net: TransformerQNetwork):
+    def __init__(self, q_net: WindowQNetwork):
         super().__init__()
         self.q_net = q_net
 

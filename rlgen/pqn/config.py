@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlgen.backbones import BackboneConfig
+from rlgen.backbones.config import SEQUENCE_KINDS
 from rlgen.config import at_least, between, check_types
 from rlgen.errors import InputError
 
@@ -82,7 +83,7 @@ class PQNConfig:
         if self.num_envs * self.num_steps < self.num_minibatches:
             raise InputError(f"num_minibatches={self.num_minibatches} is more than the {self.num_envs * self.num_steps} "
                              "steps of a rollout (num_envs * num_steps)")
-        if self.backbone.kind in ("lstm", "gru", "transformer"):
+        if self.backbone.kind in SEQUENCE_KINDS:
             raise InputError(f"backbone.kind={self.backbone.kind!r}: rlgen's PQN trains feed-forward Q-networks "
                              "(mlp, small_cnn, nature_cnn, impala_cnn); memory tasks train with train-dqn")
         if self.eval_freq > 0 and self.eval_during_episodes < 1:
