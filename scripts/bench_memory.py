@@ -1,7 +1,7 @@
-"""Memory benchmark: MLP vs LSTM vs GRU vs transformer Q-networks on partially observable tasks.
+"""Memory benchmark: MLP vs LSTM vs GRU vs transformer vs TCN Q-networks on partially observable tasks.
 
 Each (task, network, seed) trains from its preset in agents/dqn.yml (``ENV_ID``
-for the LSTM, ``ENV_ID-gru`` / ``-transformer`` / ``-mlp`` for the others) with
+for the LSTM, ``ENV_ID-gru`` / ``-transformer`` / ``-tcn`` / ``-mlp`` for the others) with
 a deterministic evaluation every ``--eval-every`` steps, logged to TensorBoard
 under ``--logdir``. The learning curves (mean over seeds, shaded min..max) go
 into one PNG; the final 100-episode evaluations are printed as a markdown table.
@@ -19,8 +19,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-TASKS = {"cartpole": "rlgen/CartPoleNoVel-v0", "tmaze": "rlgen/TMaze-L30-v0"}
-KINDS = ("mlp", "lstm", "gru", "transformer")
+TASKS = {"cartpole": "rlgen/CartPoleNoVel-v0", "tmaze": "rlgen/TMaze-L30-v0", "tmaze50": "rlgen/TMaze-L50-v0"}
+KINDS = ("mlp", "lstm", "gru", "transformer", "tcn")
 
 
 def preset_name(env_id: str, kind: str) -> str:
@@ -69,7 +69,7 @@ def plot(results: list[dict], tasks: list[str], path: Path) -> None:
     from rlgen.envs import get_spec
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
-    colours = {"mlp": "tab:gray", "lstm": "tab:blue", "gru": "tab:green", "transformer": "tab:red"}
+    colours = {"mlp": "tab:gray", "lstm": "tab:blue", "gru": "tab:green", "transformer": "tab:red", "tcn": "tab:purple"}
     for ax, env_id in zip(axes[0], tasks):
         spec = get_spec(env_id)
         for kind in KINDS:

@@ -25,7 +25,7 @@ def _register() -> None:
     cli.add_command(presets_cmd.presets)
     cli.add_command(config_cmd.config_cmd)
     for module_name in ("rlgen.cli.dqn_cmds", "rlgen.cli.generative_cmds", "rlgen.cli.export_cmd", "rlgen.cli.explain_cmd",
-                        "rlgen.cli.tune_cmd"):
+                        "rlgen.cli.tune_cmd", "rlgen.cli.frames_cmd"):
         try:
             module = __import__(module_name, fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:

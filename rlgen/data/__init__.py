@@ -24,6 +24,7 @@ from rlgen.data.dataset import (
 )
 from rlgen.data.digits import load_digits_arrays
 from rlgen.data.folder import has_split_folders, load_image_folder
+from rlgen.data.frames import load_frames
 from rlgen.data.idx import read_idx, write_idx
 from rlgen.data.registry import (
     DATASETS,
@@ -101,8 +102,8 @@ def load_dataset(
     """Load one split of a named dataset or of an image folder into memory.
 
     Args:
-        name_or_path: ``fashion-mnist``, ``mnist``, ``digits``, ``cifar10``, or a folder of
-            PNG/JPEG images (subfolders = classes).
+        name_or_path: ``fashion-mnist``, ``mnist``, ``digits``, ``cifar10``, a folder of
+            PNG/JPEG images (subfolders = classes), or a ``rlgen collect-frames`` file.
         split: "train" or "test" (digits and plain folders hold out a fixed, stratified 20%).
         data_dir: searched first (the folder itself or its ``<name>`` subfolder); then
             ``$RLGEN_DATA``, ``/usr/share/datasets/<name>``, ``~/.cache/rlgen/datasets/<name>``.
@@ -126,6 +127,9 @@ def load_dataset(
     elif path.is_dir():
         images, labels, class_names = _load_folder(path, split, image_size)
         name = path.resolve().name
+    elif path.is_file() and path.suffix == ".safetensors":
+        images, labels, class_names = load_frames(path, split)  # `rlgen collect-frames`
+        name = path.stem
     elif os.sep in name_or_path or name_or_path.startswith((".", "~")):
         raise RlgenError(f"image folder {path} does not exist")
     else:

@@ -69,6 +69,8 @@ def check_batchable(configs: Sequence) -> None:
         problems.append("compile=true (set compile=false)")
     if config.precision != "fp32":
         problems.append(f"precision={config.precision} (set precision=fp32)")
+    if config.transfer.init_from:
+        problems.append("transfer.init_from (the stacked optimizer knows no frozen or slower part)")
     if problems:
         raise InputError(f"--seeds cannot batch {'; '.join(problems)}; drop --seeds to train one seed at a time")
 

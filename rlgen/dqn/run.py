@@ -47,6 +47,7 @@ from rlgen.training import (
     RunRNG,
     maybe_compile,
 )
+from rlgen.training.transfer import load_transfer, observation_inputs, optimizer_params
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,19 @@ def build_run(config: DQNConfig | PQNConfig, device: torch.device, *, logdir: st
 
         check_network_fits(config, obs_space, num_actions)
         q_net = build_network(config, obs_space, num_actions).to(device)
+        if config.transfer.init_from and point is None:  # a resumed run has the weights in its checkpoint
+            inputs = observation_inputs(str(obs_space.dtype), tuple(obs_space.shape), config.backbone.kind)
+            load_transfer(config.transfer, {"q_net": q_net}, inputs)
+        params = optimizer_params(config.transfer, "q_net", q_net, config.learning_rate)
         target_net = buffer = td_loss = best = None
         if algo == "dqn":
             target_net = copy.deepcopy(q_net)
             target_net.requires_grad_(False)
-            optimizer, lr_schedule, steps_per_phase = make_optimization(config, q_net)
+            optimizer, lr_schedule, steps_per_phase = make_optimization(config, params)
         else:
             from rlgen.pqn.train import make_pqn_optimization
 
-            optimizer, lr_schedule, steps_per_phase = make_pqn_optimization(config, q_net)
+            optimizer, lr_schedule, steps_per_phase = make_pqn_optimization(config, params)
         precision = Precision(config.precision, device)
         q_compiled = maybe_compile(q_net, config.compile)
         actor = make_actor(q_net, config.num_envs, num_actions, device, forward=q_compiled)

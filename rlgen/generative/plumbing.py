@@ -58,6 +58,7 @@ from rlgen.training import (
     resume_location,
     set_deterministic,
 )
+from rlgen.training.transfer import load_transfer, optimizer_params, run_inputs
 
 # Fields a resumed generative run may change: its budget and how it reports and saves.
 RESUMABLE_FIELDS = ("steps", "log_interval", "sample_interval", "checkpoint_interval", "eval_interval",
@@ -208,6 +209,14 @@ class GenerativeRun:
         return checkpoint
 
     # -- parts -------------------------------------------------------------------------------
+
+    def params(self, name: str, module: torch.nn.Module, learning_rate: float) -> list:
+        """What the optimizer of ``module`` (named as in checkpoints) trains; loads ``config.transfer``
+        into it first when it is the target (in a new run: a resumed one has the weights already)."""
+        transfer = self.config.transfer
+        if transfer.init_from and self.checkpoint is None and transfer.target.partition(".")[0] == name:
+            load_transfer(transfer, {name: module}, run_inputs(self.algo, {"data": self.data}))
+        return optimizer_params(transfer, name, module, learning_rate)
 
     def start(self, *, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
               schedules: dict[str, Any] | None = None) -> int:

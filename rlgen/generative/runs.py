@@ -36,7 +36,8 @@ def make_logger(logdir: str | Path, algo: str, config: Any, resume: Path | None)
     config_dict = to_dict(config)
     if resume is not None:
         return RunLogger(resume.parent, config.data, algo, config.seed, config_dict, run_name=resume.name)
-    task = Path(config.data).name if Path(config.data).is_dir() else config.data
+    data = Path(config.data)
+    task = data.name if data.is_dir() else data.stem if data.is_file() else config.data  # a folder, a frames file
     return RunLogger(logdir, task, algo, config.seed, config_dict)
 
 

@@ -15,6 +15,7 @@ from rlgen.backbones import BackboneConfig
 from rlgen.backbones.config import SEQUENCE_KINDS
 from rlgen.config import at_least, between, check_types
 from rlgen.errors import InputError
+from rlgen.training.transfer import TransferConfig
 
 
 def _help(text: str, **kwargs):
@@ -52,6 +53,9 @@ class PQNConfig:
     exploration_schedule: Literal["linear", "exponential"] = _help("Shape of the epsilon decay.", default="linear")
     backbone: BackboneConfig = _help("Feature extractor (rlgen.backbones); PQN wants layer_norm=true.",
                                      default_factory=_layer_norm_mlp)
+    transfer: TransferConfig = _help("Start part of the Q-network (e.g. q_net.backbone) from another run's "
+                                     "checkpoint; frozen or fine-tuned (rlgen.training.transfer).",
+                                     default_factory=TransferConfig)
     dueling: bool = _help("Dueling head: Q = V + A - mean(A).", default=False)
     precision: Literal["fp32", "bf16", "fp16"] = _help("Autocast precision of updates (CUDA only).", default="fp32")
     compile: bool = _help("torch.compile the Q-network.", default=False)

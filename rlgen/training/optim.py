@@ -66,10 +66,11 @@ def make_optimizer(
 
 
 def _fusable(params: list) -> bool:
-    """Fused Adam needs floating-point tensors on CPU or CUDA (not MPS, not param groups)."""
-    if not params or not all(isinstance(p, torch.Tensor) for p in params):
+    """Fused Adam needs floating-point tensors on CPU or CUDA (not MPS); parameter groups are looked into."""
+    tensors = [t for item in params for t in (item["params"] if isinstance(item, dict) else [item])]
+    if not tensors or not all(isinstance(p, torch.Tensor) for p in tensors):
         return False
-    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
 
 
 def make_lr_schedule(

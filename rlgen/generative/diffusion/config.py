@@ -8,6 +8,7 @@ from typing import Literal
 from rlgen.backbones import BackboneConfig
 from rlgen.config import check_run_fields
 from rlgen.errors import InputError
+from rlgen.training.transfer import TransferConfig
 
 SCHEDULERS = ("ddpm", "ddim", "dpm-solver++")
 
@@ -78,6 +79,10 @@ class DiffusionConfig:
         default=False, metadata={"help": "NHWC memory layout (faster convs in bf16/fp16 on GPUs)."}
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the denoiser."})
+    transfer: TransferConfig = field(
+        default_factory=TransferConfig,
+        metadata={"help": "Start part of a model (e.g. vae.encoder) from another run's checkpoint (rlgen.training.transfer)."},
+    )
     log_interval: int = field(default=100, metadata={"help": "Steps between scalar logs."})
     sample_interval: int = field(default=2000, metadata={"help": "Steps between sample grids (0 = never)."})
     checkpoint_interval: int = field(default=2000, metadata={"help": "Steps between checkpoints (0 = final only)."})

@@ -75,10 +75,11 @@ def train(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     with run.rng.active():
         denoiser = build_denoiser(config, image_shape, num_classes).to(torch_device, memory_format=memory_format)
+        params = run.params("denoiser", denoiser, config.learning_rate)  # before the EMA copies the weights
         ema = EMA(denoiser, decay=config.ema_decay)
         optimizer = make_optimizer(
             "adamw",
-            denoiser.parameters(),
+            params,
             config.learning_rate,
             weight_decay=config.weight_decay,
             betas=(0.9, config.adam_beta2),

@@ -8,6 +8,7 @@ from typing import Literal
 from rlgen.backbones import BackboneConfig
 from rlgen.config import check_run_fields
 from rlgen.errors import InputError
+from rlgen.training.transfer import TransferConfig
 
 
 def _default_encoder() -> BackboneConfig:
@@ -55,6 +56,10 @@ class VAEConfig:
     eval_images: int = field(default=1000, metadata={"help": "Test images used for eval/ metrics."})
     precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "Autocast precision on CUDA."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
+    transfer: TransferConfig = field(
+        default_factory=TransferConfig,
+        metadata={"help": "Start part of a model (e.g. vae.encoder) from another run's checkpoint (rlgen.training.transfer)."},
+    )
     log_interval: int = field(default=100, metadata={"help": "Steps between scalar logs."})
     sample_interval: int = field(
         default=1000, metadata={"help": "Steps between sample grids in TensorBoard (0 = never)."}

@@ -78,7 +78,8 @@ def train(
     test_images = test_images[: config.eval_images].to(torch_device)
     with run.rng.active():
         model = VAE(config, tuple(run.data["image_shape"])).to(torch_device)
-        optimizer = make_optimizer("adam", model.parameters(), config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = make_optimizer("adam", run.params(ALGO, model, config.learning_rate), config.learning_rate,
+                                   weight_decay=config.weight_decay)
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={ALGO: model}, optimizers={ALGO: optimizer})
         forward = maybe_compile(run.wrap(model), config.compile)

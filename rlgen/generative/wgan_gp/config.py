@@ -7,6 +7,7 @@ from typing import Literal
 
 from rlgen.config import check_run_fields
 from rlgen.errors import InputError
+from rlgen.training.transfer import TransferConfig
 
 
 @dataclass
@@ -58,6 +59,10 @@ class WGANGPConfig:
     )
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": "Autocast precision on CUDA."})
     compile: bool = field(default=False, metadata={"help": "torch.compile both nets."})
+    transfer: TransferConfig = field(
+        default_factory=TransferConfig,
+        metadata={"help": "Start part of a model (e.g. vae.encoder) from another run's checkpoint (rlgen.training.transfer)."},
+    )
     log_interval: int = field(default=100, metadata={"help": "Generator steps between scalar logs."})
     sample_interval: int = field(default=1000, metadata={"help": "Generator steps between sample grids (0 = never)."})
     checkpoint_interval: int = field(

@@ -54,8 +54,10 @@ def train(
         generator = build_generator(config, image_shape).to(torch_device)
         critic = build_critic(config, image_shape).to(torch_device)
         betas = (config.adam_beta1, config.adam_beta2)
-        generator_opt = make_optimizer("adam", generator.parameters(), config.learning_rate, betas=betas)
-        critic_opt = make_optimizer("adam", critic.parameters(), config.learning_rate, betas=betas)
+        generator_opt = make_optimizer("adam", run.params("generator", generator, config.learning_rate),
+                                       config.learning_rate, betas=betas)
+        critic_opt = make_optimizer("adam", run.params("critic", critic, config.learning_rate), config.learning_rate,
+                                    betas=betas)
         precision = Precision(config.precision, torch_device)
         step = run.start(modules={"generator": generator, "critic": critic},
                          optimizers={"generator": generator_opt, "critic": critic_opt})
