@@ -159,7 +159,7 @@ def test_generator_encoder_decoder_and_denoiser_match_torch(generative_runs, tmp
                                atol=ATOL)
 
     (den_file,) = export_run(generative_runs["diffusion"], tmp_path / "denoiser.onnx")
-    denoiser, _, _, scheduler_config = load_diffusion(generative_runs["diffusion"], cpu)
+    denoiser, _, _, scheduler_config, _, _ = load_diffusion(generative_runs["diffusion"], cpu)
     sample, steps, labels = torch.randn(5, 1, 8, 8), torch.tensor([0, 10, 200, 500, 999]), torch.tensor([0, 3, 9, 10, 1])
     out = _run(den_file, {"sample": sample.numpy(), "timestep": steps.numpy(), "class_labels": labels.numpy()})[0]
     with torch.no_grad():

@@ -117,7 +117,10 @@ def generative_specs(algo: str, run: Path) -> list[ExportSpec]:
                            ["images"], {"z": 0}, info)]
     from rlgen.generative.diffusion.sample import load
 
-    denoiser, config, meta, scheduler_config = load(run, cpu)
+    denoiser, config, meta, scheduler_config, _, codec = load(run, cpu)
+    if codec is not None:
+        raise InputError(f"{run} is a latent diffusion run; exporting its denoiser and VAE decoder together is not "
+                         "supported yet (export the VAE run, and sample latent runs with `rlgen sample diffusion`)")
     shape = meta["data"]["image_shape"]
     inputs = {"sample": torch.randn(2, *shape), "timestep": torch.tensor([10, 500])}
     if config.class_conditional:

@@ -108,7 +108,7 @@ def generate(
 
     if interpolate:
         raise InputError("--interpolate applies to vae and gan; a diffusion model has no latent to walk")
-    denoiser, config, meta, scheduler_config = load(run_dir, device)
+    denoiser, config, meta, scheduler_config, shape, codec = load(run_dir, device)
     num_classes = meta["data"]["num_classes"] if config.class_conditional else 0
     labels = None
     if class_label is not None:
@@ -133,12 +133,13 @@ def generate(
         denoiser,
         sampler,
         num_images,
-        tuple(meta["data"]["image_shape"]),
+        shape,
         steps,
         generator,
         device,
         class_labels=labels,
         guidance_scale=config.guidance_scale if guidance is None else guidance,
+        decode=codec.decode if codec is not None else None,
     )
     nrow = num_classes if labels is not None and class_label is None else max(1, round(math.sqrt(num_images)))
     return Samples((images + 1.0) / 2.0, nrow, config.data, labels)

@@ -38,8 +38,17 @@ class DiffusionConfig:
         default="cosine", metadata={"help": "Learning-rate schedule after warmup."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0 = no clipping)."})
-    denoiser: Literal["unet", "transformer"] = field(
-        default="unet", metadata={"help": "diffusers UNet2DModel, or a patch transformer from rlgen.backbones."}
+    denoiser: Literal["unet", "transformer", "mlp"] = field(
+        default="unet",
+        metadata={"help": "diffusers UNet2DModel, a patch transformer from rlgen.backbones, or (latent diffusion) "
+                          "an MLP over latent vectors."},
+    )
+    vae_run: str = field(
+        default="", metadata={"help": "Latent diffusion: a trained rlgen VAE run to diffuse in the latent space of "
+                                      "(its weights are copied into this run); empty = pixel space."}
+    )
+    mlp_hidden_sizes: list[int] = field(
+        default_factory=lambda: [512, 512, 512], metadata={"help": "Widths of the mlp denoiser (latent diffusion)."}
     )
     unet_channels: list[int] = field(
         default_factory=lambda: [32, 64], metadata={"help": "UNet block widths, one per resolution level."}
@@ -108,6 +117,13 @@ class DiffusionConfig:
             raise InputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if not 0.0 <= self.label_dropout < 1.0:
             raise InputError(f"label_dropout={self.label_dropout} must be in [0, 1)")
+        if bool(self.vae_run) != (self.denoiser == "mlp"):
+            raise InputError(f"denoiser={self.denoiser!r} with vae_run={self.vae_run!r}: latent diffusion (vae_run set) "
+                             "uses denoiser=mlp over the VAE's latent vectors, and the mlp denoiser needs a vae_run")
+        if self.vae_run and self.channels_last:
+            raise InputError("channels_last=true has no meaning for latent vectors; set channels_last=false")
+        if any(not isinstance(s, int) or s < 1 for s in self.mlp_hidden_sizes) or not self.mlp_hidden_sizes:
+            raise InputError(f"mlp_hidden_sizes={self.mlp_hidden_sizes!r} must be a non-empty list of positive ints")
         if len(self.unet_attention) != len(self.unet_channels):
             raise InputError(
                 f"unet_attention={self.unet_attention} needs one entry per unet_channels level {self.unet_channels}"

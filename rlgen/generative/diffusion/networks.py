@@ -106,11 +106,16 @@ class PatchTransformerDenoiser(nn.Module):
 
 
 def build_denoiser(
-    config: DiffusionConfig, image_shape: tuple[int, int, int], num_classes: int = 0
-) -> UNetDenoiser | PatchTransformerDenoiser:
-    """The denoiser ``config.denoiser`` names; ``num_classes > 0`` makes it class-conditional."""
+    config: DiffusionConfig, image_shape: tuple[int, ...], num_classes: int = 0
+) -> nn.Module:
+    """The denoiser ``config.denoiser`` names for samples of ``image_shape`` (a latent run: the latent
+    shape); ``num_classes > 0`` makes it class-conditional."""
+    if config.denoiser == "mlp":
+        from rlgen.generative.diffusion.latent import LatentMLPDenoiser
+
+        return LatentMLPDenoiser(config.mlp_hidden_sizes, tuple(image_shape), num_classes)
     if config.denoiser == "unet":
         return UNetDenoiser(config, image_shape, num_classes)
     if config.denoiser == "transformer":
         return PatchTransformerDenoiser(config, image_shape, num_classes)
-    raise InputError(f"denoiser={config.denoiser!r} is not allowed; choose 'unet' or 'transformer'")
+    raise InputError(f"denoiser={config.denoiser!r} is not allowed; choose 'unet', 'transformer' or 'mlp'")

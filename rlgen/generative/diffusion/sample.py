@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -12,6 +12,7 @@ from torch import nn
 
 from rlgen.errors import CheckpointError, InputError, UnknownNameError
 from rlgen.generative.diffusion.config import SCHEDULERS, DiffusionConfig
+from rlgen.generative.diffusion.latent import LatentCodec, codec_from_meta
 from rlgen.generative.diffusion.networks import build_denoiser
 from rlgen.generative.runs import config_from_run, open_run, run_directory
 from rlgen.training import EMA
@@ -63,10 +64,12 @@ def sample(
     class_labels: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
     batch_size: int = 256,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse process: (num_images, C, H, W) samples in [-1, 1].
 
-    With ``class_labels`` (N,) and ``guidance_scale`` w != 1, each step mixes the
+    ``image_shape`` is the shape the denoiser works in; a latent diffusion run passes its
+    latent shape and ``decode`` (the codec's decoder: latents -> images in [-1, 1]). With ``class_labels`` (N,) and ``guidance_scale`` w != 1, each step mixes the
     conditional and the null-label prediction: uncond + w * (cond - uncond)
     (Ho & Salimans, 2022). ``generator`` (CPU) fixes the initial and step noise.
     """
@@ -87,20 +90,36 @@ def sample(
             else:
                 model_output = denoiser(model_input, t, labels).float()
             x = scheduler.step(model_output, t, x, generator=generator).prev_sample
+        if decode is not None:
+            x = decode(x)  # (n, Z) latents -> (n, C, H, W) images
         outputs.append(x.clamp(-1.0, 1.0))
     return torch.cat(outputs)
 
 
-def load(
-    run_dir: str | Path, device: torch.device
-) -> tuple[nn.Module, DiffusionConfig, dict[str, Any], dict[str, Any]]:
-    """The EMA denoiser of ``run_dir`` in eval mode, its config, the checkpoint meta and scheduler config."""
+class Trained(NamedTuple):
+    """A trained diffusion run, ready to sample: ``shape`` is what the denoiser works in (the latent
+    shape for latent diffusion, whose ``codec`` decodes samples to images; None in pixel space)."""
+
+    denoiser: nn.Module
+    config: DiffusionConfig
+    meta: dict[str, Any]
+    scheduler_config: dict[str, Any]
+    shape: tuple[int, ...]
+    codec: LatentCodec | None
+
+
+def load(run_dir: str | Path, device: torch.device) -> Trained:
+    """The EMA denoiser of ``run_dir`` in eval mode, with its config, meta, scheduler config and codec."""
     checkpoint = open_run(run_dir, ALGO)
     config = config_from_run(checkpoint, DiffusionConfig)
     data = checkpoint.meta["data"]
-    denoiser = build_denoiser(
-        config, tuple(data["image_shape"]), data["num_classes"] if config.class_conditional else 0
-    )
+    codec = None
+    shape = tuple(data["image_shape"])
+    if config.vae_run:
+        codec = codec_from_meta(checkpoint.meta["codec"])
+        checkpoint.load_module("codec", codec)
+        codec, shape = codec.to(device), codec.latent_shape
+    denoiser = build_denoiser(config, shape, data["num_classes"] if config.class_conditional else 0)
     ema = EMA(denoiser)
     checkpoint.load_module("ema", ema)  # the averaged weights are the ones to sample from
     denoiser = ema.shadow
@@ -116,4 +135,4 @@ def load(
             ) from None
     else:
         scheduler_config = dict(training_scheduler(config).config)
-    return denoiser.to(device).eval(), config, checkpoint.meta, scheduler_config
+    return Trained(denoiser.to(device).eval(), config, checkpoint.meta, scheduler_config, shape, codec)

@@ -1,4 +1,5 @@
-"""Diffusion training loop, top to bottom: noise images with diffusers' DDPMScheduler, regress the noise.
+"""Diffusion training loop, top to bottom: noise images (or, with ``vae_run``, their VAE latents) with
+diffusers' DDPMScheduler, regress the noise.
 
 The EMA weights are the ones sampled from; the training scheduler's config is
 saved beside the checkpoint (``scheduler_config.json``), and a UNet denoiser is
@@ -18,6 +19,7 @@ from diffusers import DDPMPipeline
 from rlgen.data import to_model_range
 from rlgen.errors import InputError
 from rlgen.generative.diffusion.config import DiffusionConfig
+from rlgen.generative.diffusion.latent import codec_from_meta, codec_from_vae_run
 from rlgen.generative.diffusion.networks import UNetDenoiser, build_denoiser
 from rlgen.generative.diffusion.sample import (
     ALGO,
@@ -74,7 +76,16 @@ def train(
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     with run.rng.active():
-        denoiser = build_denoiser(config, image_shape, num_classes).to(torch_device, memory_format=memory_format)
+        # Latent diffusion: the VAE's codec (its weights copied into this run), and samples of the latent shape.
+        codec, sample_shape, codec_meta = None, image_shape, {}
+        if config.vae_run:
+            if run.checkpoint is None:
+                codec = codec_from_vae_run(config.vae_run, run.data, config.data)
+                codec.fit_scale(to_model_range(run.train_set.images[:2048], "unit"))
+            else:
+                codec = codec_from_meta(run.checkpoint.meta["codec"])  # its weights come with run.start
+            codec, sample_shape, codec_meta = codec.to(torch_device), codec.latent_shape, {"codec": codec.meta()}
+        denoiser = build_denoiser(config, sample_shape, num_classes).to(torch_device, memory_format=memory_format)
         params = run.params("denoiser", denoiser, config.learning_rate)  # before the EMA copies the weights
         ema = EMA(denoiser, decay=config.ema_decay)
         optimizer = make_optimizer(
@@ -89,8 +100,8 @@ def train(
         )
         scheduler = training_scheduler(config)
         precision = Precision(config.precision, torch_device)
-        step = run.start(modules={"denoiser": denoiser, "ema": ema}, optimizers={"denoiser": optimizer},
-                         schedules={"lr": lr_schedule})
+        step = run.start(modules={"denoiser": denoiser, "ema": ema, **({"codec": codec} if codec else {})},
+                         optimizers={"denoiser": optimizer}, schedules={"lr": lr_schedule})
         forward = maybe_compile(run.wrap(denoiser), config.compile)
         if run.is_main:
             scheduler.save_config(run.logger.run_dir)
@@ -105,9 +116,10 @@ def train(
             sampler = make_scheduler(config.sample_scheduler, scheduler.config)
             labels = torch.arange(num_images) % num_classes if num_classes else None
             images = sample(
-                ema.shadow, sampler, num_images, image_shape, config.sample_steps,
+                ema.shadow, sampler, num_images, sample_shape, config.sample_steps,
                 torch.Generator().manual_seed(config.seed), torch_device,
                 class_labels=labels, guidance_scale=config.guidance_scale,
+                decode=codec.decode if codec is not None else None,
             )  # fmt: skip
             return (images + 1.0) / 2.0, labels
 
@@ -121,7 +133,10 @@ def train(
             while step < config.steps:
                 step += 1
                 images, labels = run.batches.next()
-                x0 = to_model_range(images, "symmetric").contiguous(memory_format=memory_format)  # (B, C, H, W)
+                if codec is not None:
+                    x0 = codec.encode(to_model_range(images, "unit"))  # (B, Z) scaled latents
+                else:
+                    x0 = to_model_range(images, "symmetric").contiguous(memory_format=memory_format)  # (B, C, H, W)
                 noise = torch.randn_like(x0)
                 timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), device=torch_device)
                 class_labels = None
@@ -150,9 +165,10 @@ def train(
                         run.record(evaluate(), step)
                     if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                         save_pipeline()
-                run.maybe_checkpoint(step)
+                run.maybe_checkpoint(step, **codec_meta)
                 bar.update(1)
                 if run.stop_requested:
                     break
         save_pipeline()
-        return run.finish(step, final_images=lambda: ("samples/ema", generate(64)[0]), final_eval=evaluate)
+        return run.finish(step, final_images=lambda: ("samples/ema", generate(64)[0]), final_eval=evaluate,
+                          **codec_meta)

@@ -1,0 +1,116 @@
+"""Latent diffusion (Rombach et al., 2022): diffuse in the latent space of a trained rlgen VAE.
+
+``LatentCodec`` is the frozen autoencoder: images in [0, 1] -> the posterior means mu(x),
+scaled to unit variance (the paper's scale factor, computed once over training images),
+and back through the decoder's mean image. The codec is saved in the diffusion run's own
+checkpoint (module ``codec``, its VAE config in the meta), so a latent run samples and
+resumes without the VAE run it started from.
+
+``LatentMLPDenoiser`` is the denoiser over latent vectors: an ``rlgen.backbones`` MLP on
+[z_t, embedding(t) (+ embedding(label))], the output layer started at zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.models.embeddings import get_timestep_embedding
+from torch import nn
+
+from rlgen.backbones import BackboneConfig, build_backbone
+from rlgen.config import from_dict, to_dict
+from rlgen.errors import InputError
+from rlgen.generative.vae.config import VAEConfig
+from rlgen.generative.vae.losses import image_mean
+from rlgen.generative.vae.networks import VAE
+
+
+class LatentCodec(nn.Module):
+    """A frozen VAE as the encoder / decoder of latent diffusion."""
+
+    def __init__(self, vae_config: VAEConfig, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.vae_config, self.image_shape = vae_config, tuple(image_shape)
+        self.vae = VAE(vae_config, self.image_shape)
+        self.register_buffer("scale", torch.ones(()))  # 1 / std of the training latents
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def latent_shape(self) -> tuple[int]:
+        return (self.vae_config.latent_dim,)
+
+    def train(self, mode: bool = True) -> LatentCodec:
+        return super().train(False)  # always in eval mode: batch norm on its running statistics
+
+    @torch.no_grad()
+    def encode(self, images01: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> scaled posterior means (B, Z)."""
+        mu, _ = self.vae.encode(images01)
+        return mu * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, Z) -> images (B, C, H, W) in [-1, 1] (the decoder's mean image)."""
+        images01 = image_mean(self.vae.decode(latents / self.scale).float(), self.vae_config.likelihood)
+        return images01 * 2.0 - 1.0
+
+    @torch.no_grad()
+    def fit_scale(self, images01: torch.Tensor) -> float:
+        """Set the scale so the latents of ``images01`` have unit standard deviation."""
+        self.scale.fill_(1.0)
+        mu = torch.cat([self.encode(chunk) for chunk in images01.split(512)])
+        self.scale.fill_(1.0 / float(mu.float().std().clamp_min(1e-6)))
+        return float(self.scale)
+
+    def meta(self) -> dict[str, Any]:
+        """What rebuilding the codec needs (saved in the diffusion checkpoint's meta)."""
+        return {"vae_config": to_dict(self.vae_config), "image_shape": list(self.image_shape)}
+
+
+def codec_from_meta(meta: dict[str, Any]) -> LatentCodec:
+    return LatentCodec(from_dict(VAEConfig, meta["vae_config"]), tuple(meta["image_shape"]))
+
+
+def codec_from_vae_run(run_dir: str | Path, data_meta: dict[str, Any], data: str) -> LatentCodec:
+    """The codec of a trained VAE run, checked against the diffusion run's dataset."""
+    from rlgen.generative.vae.sample import load
+
+    vae, vae_config, vae_meta = load(run_dir, torch.device("cpu"))
+    if tuple(vae_meta["data"]["image_shape"]) != tuple(data_meta["image_shape"]):
+        raise InputError(f"vae_run {run_dir} was trained on images {tuple(vae_meta['data']['image_shape'])}, this "
+                         f"run's data {data!r} has {tuple(data_meta['image_shape'])}; use a VAE of the same data")
+    codec = LatentCodec(vae_config, tuple(data_meta["image_shape"]))
+    codec.vae.load_state_dict(vae.state_dict())
+    return codec
+
+
+class LatentMLPDenoiser(nn.Module):
+    """(B, Z) latents, timesteps, labels -> the prediction (B, Z)."""
+
+    def __init__(self, hidden_sizes: list[int], latent_shape: tuple[int], num_classes: int = 0, width: int = 128):
+        super().__init__()
+        if len(latent_shape) != 1:
+            raise InputError(f"the mlp denoiser takes latent vectors, got samples of shape {latent_shape}")
+        (z,) = latent_shape
+        self.num_classes, self.width = num_classes, width
+        self.time_embed = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
+        self.body = build_backbone(BackboneConfig(kind="mlp", hidden_sizes=list(hidden_sizes), activation="silu"),
+                                   (z + width,))
+        self.head = nn.Linear(self.body.out_dim, z)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        b = sample.shape[0]
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
+        emb = self.time_embed(get_timestep_embedding(t, self.width, flip_sin_to_cos=True, downscale_freq_shift=0))
+        if self.class_embed is not None:
+            labels = (torch.full((b,), self.num_classes, dtype=torch.long, device=sample.device)
+                      if class_labels is None else class_labels.to(device=sample.device, dtype=torch.long))
+            emb = emb + self.class_embed(labels)
+        return self.head(self.body(torch.cat([sample, emb.to(sample.dtype)], dim=1)))  # (B, Z)
