@@ -77,3 +77,9 @@ def test_a_latent_run_resumes_exactly_without_its_vae_run(vae_run, tmp_path, mon
 def test_latent_configs_that_do_not_fit_are_one_clear_error(sets, message):
     with pytest.raises(ValueError, match=message):
         make_config("diffusion", "digits", None, None, sets)
+
+
+def test_the_latent_schedule_does_not_clip_latents_to_the_pixel_range(vae_run, tmp_path):
+    result = train_diffusion(latent_config(vae_run), logdir=tmp_path, device="cpu", progress=False)
+    trained = load(result.run_dir, torch.device("cpu"))
+    assert trained.scheduler_config["clip_sample"] is False  # saved with the run, so every sampler inherits it

@@ -22,11 +22,16 @@ Scheduler = DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler
 
 
 def training_scheduler(config: DiffusionConfig) -> DDPMScheduler:
-    """The forward process q(x_t | x_0) of training, saved beside every checkpoint."""
+    """The forward process q(x_t | x_0) of training, saved beside every checkpoint.
+
+    Pixels live in [-1, 1], so the samplers clip their x_0 estimates there (diffusers' default);
+    latents have unit spread and no bounds, so a latent run's schedule does not clip.
+    """
     return DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_schedule=config.beta_schedule,
         prediction_type=config.prediction_type,
+        clip_sample=not config.vae_run,
     )
 
 
