@@ -70,13 +70,12 @@ def test_a_latent_run_resumes_exactly_without_its_vae_run(vae_run, tmp_path, mon
     assert generate("diffusion", resumed.run_dir, num_images=4, seed=0, device="cpu").images.shape == (4, 1, 8, 8)
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["denoiser=mlp"], "the mlp denoiser needs a vae_run"),
-    (["vae_run=somewhere"], "uses denoiser=mlp"),
-])
-def test_latent_configs_that_do_not_fit_are_one_clear_error(sets, message):
-    with pytest.raises(ValueError, match=message):
-        make_config("diffusion", "digits", None, None, sets)
+def test_latent_configs_that_do_not_fit_are_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="uses denoiser=mlp"):
+        make_config("diffusion", "digits", None, None, ["vae_run=somewhere"])
+    with pytest.raises(ValueError, match="pass --set vae_run=RUN_DIR"):  # before anything is built or written
+        train_diffusion(make_config("diffusion", "digits", None, None, ["denoiser=mlp"]), logdir=tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_latent_schedule_does_not_clip_latents_to_the_pixel_range(vae_run, tmp_path):

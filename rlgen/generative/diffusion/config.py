@@ -117,9 +117,11 @@ class DiffusionConfig:
             raise InputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if not 0.0 <= self.label_dropout < 1.0:
             raise InputError(f"label_dropout={self.label_dropout} must be in [0, 1)")
-        if bool(self.vae_run) != (self.denoiser == "mlp"):
-            raise InputError(f"denoiser={self.denoiser!r} with vae_run={self.vae_run!r}: latent diffusion (vae_run set) "
-                             "uses denoiser=mlp over the VAE's latent vectors, and the mlp denoiser needs a vae_run")
+        # (denoiser=mlp without a vae_run is refused when training starts: a preset names the
+        # denoiser, the command line the VAE run, and the preset is built first.)
+        if self.vae_run and self.denoiser != "mlp":
+            raise InputError(f"denoiser={self.denoiser!r} with vae_run={self.vae_run!r}: latent diffusion uses "
+                             "denoiser=mlp over the VAE's latent vectors; set denoiser=mlp")
         if self.vae_run and self.channels_last:
             raise InputError("channels_last=true has no meaning for latent vectors; set channels_last=false")
         if any(not isinstance(s, int) or s < 1 for s in self.mlp_hidden_sizes) or not self.mlp_hidden_sizes:

@@ -65,6 +65,9 @@ def train(
     on_eval=None,
 ) -> TrainResult:
     """Train a denoiser; writes TensorBoard logs, checkpoints and the scheduler config."""
+    if config.denoiser == "mlp" and not config.vae_run:
+        raise InputError("denoiser=mlp works on a VAE's latent vectors (latent diffusion): pass --set vae_run=RUN_DIR "
+                         "(a trained `rlgen train vae` run)")
     run = GenerativeRun(ALGO, config, window=("losses/diffusion",), images_per_step=config.batch_size,
                         logdir=logdir, device=device, data_dir=data_dir, download=download, resume=resume,
                         progress=progress, on_eval=on_eval)
