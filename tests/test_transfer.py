@@ -170,3 +170,28 @@ def test_collect_frames_refuses_an_environment_without_images_in_one_line(tmp_pa
     result = CliRunner().invoke(cli, ["collect-frames", "CartPole-v1", "--out", str(tmp_path / "x.safetensors")])
     assert result.exit_code == 2 and "not images" in result.output and len(result.output.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model, part, sets", [
+    ("gan", "critic.features", ["steps=6", "batch_size=32", "latent_dim=8", "generator_channels=[16,8]", "critic_channels=[8,16]",
+                       "log_interval=3", "sample_interval=0", "checkpoint_interval=0", "eval_samples=0", "n_critic=2"]),
+    ("diffusion", "denoiser.unet.down_blocks", ["steps=6", "batch_size=32", "unet_channels=[8,16]", "unet_attention=[false,false]",
+                               "norm_num_groups=4", "warmup_steps=1", "log_interval=3", "sample_interval=0",
+                               "checkpoint_interval=0", "eval_samples=0", "sample_steps=2"]),
+])
+def test_a_gan_critic_and_a_denoiser_start_from_another_run_and_stay_frozen(model, part, sets, tmp_path):
+    from rlgen.generative.configs import model_parts
+
+    train_model = model_parts(model)[1]
+    first = train_model(make_generative_config(model, "digits", None, None, sets), logdir=tmp_path, device="cpu",
+                        progress=False)
+    config = make_generative_config(model, "digits", None, None, [
+        *sets, "seed=9", f"transfer.init_from={first.run_dir}:{part}", "transfer.freeze=true"])
+    second = train_model(config, logdir=tmp_path, device="cpu", progress=False)
+    prefix = "model/" + part.replace(".", "/", 1) + "."
+    a, b = weights(first.checkpoint, prefix), weights(second.checkpoint, prefix)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    whole = part.split(".")[0]
+    with pytest.raises(ValueError, match="leaves it nothing to train"):
+        train_model(make_generative_config(model, "digits", None, None, [
+            *sets, f"transfer.init_from={first.run_dir}:{whole}", "transfer.freeze=true"]), logdir=tmp_path / "x")

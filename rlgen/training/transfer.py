@@ -176,6 +176,9 @@ def optimizer_params(transfer: TransferConfig, module_name: str, module: nn.Modu
     loaded = [p for n, p in params if not prefix or n == prefix or n.startswith(prefix + ".")]
     rest = [p for n, p in params if not (not prefix or n == prefix or n.startswith(prefix + "."))]
     if transfer.freeze:
+        if not rest:
+            raise InputError(f"transfer.freeze=true on all of {module_name!r} leaves it nothing to train; freeze a "
+                             f"part (transfer.init_into={module_name}.SUBMODULE) or fine-tune (freeze=false)")
         for p in loaded:
             p.requires_grad_(False)
         return rest
