@@ -59,12 +59,21 @@ def read_curve(run_dir: Path) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
+def plot_curves(ax, runs: list[dict], colour: str, label: str) -> None:
+    """The mean evaluation curve of ``runs`` (their common steps), min..max shaded."""
+    import numpy as np
+
+    steps = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in runs)))
+    values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs])  # (seeds, points)
+    ax.plot(steps, values.mean(axis=0), color=colour, label=f"{label} ({len(runs)} seeds)")
+    ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.15)
+
+
 def plot(results: list[dict], tasks: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from rlgen.envs import get_spec
 
@@ -76,10 +85,7 @@ def plot(results: list[dict], tasks: list[str], path: Path) -> None:
             runs = [r for r in results if r["env_id"] == env_id and r["kind"] == kind and r["curve"]]
             if not runs:
                 continue
-            steps = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in runs)))
-            values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs])  # (seeds, points)
-            ax.plot(steps, values.mean(axis=0), color=colours[kind], label=f"{kind} ({len(runs)} seeds)")
-            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colours[kind], alpha=0.15)
+            plot_curves(ax, runs, colours[kind], kind)
         if spec.solved_threshold is not None:
             ax.axhline(spec.solved_threshold, color="black", linestyle="--", linewidth=0.8, label="solved")
         if spec.random_score is not None:

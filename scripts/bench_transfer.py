@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench_memory import read_curve
+from bench_memory import plot_curves, read_curve
 
 VARIANTS = ("scratch", "frozen", "fine-tuned")
 
@@ -71,7 +71,6 @@ def plot(results: list[dict], game: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     colours = {"scratch": "tab:gray", "frozen": "tab:blue", "fine-tuned": "tab:orange"}
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -79,10 +78,7 @@ def plot(results: list[dict], game: str, path: Path) -> None:
         runs = [r for r in results if r["variant"] == variant and r["curve"]]
         if not runs:
             continue
-        steps = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in runs)))
-        values = np.array([[dict(r["curve"])[s] for s in steps] for r in runs])  # (seeds, points)
-        ax.plot(steps, values.mean(axis=0), color=colours[variant], label=f"{variant} ({len(runs)} seeds)")
-        ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colours[variant], alpha=0.15)
+        plot_curves(ax, runs, colours[variant], variant)
     ax.set_title(f"MinAtar/{game}-v1: Q-network CNN from a VAE on random-play frames")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("deterministic eval return (20 episodes)")

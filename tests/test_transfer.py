@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 from click.testing import CliRunner
+from test_bad_input import _tree
 from test_dqn_resume import StopAfter, _assert_same, _drain, _tensors
 
 from rlgen.cli.main import cli
@@ -118,11 +118,6 @@ def test_a_vae_encoder_can_start_from_another_vae_and_stay_frozen(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     decoder_a, decoder_b = weights(first.checkpoint, "model/vae/decoder."), weights(second.checkpoint, "model/vae/decoder.")
     assert any(not torch.equal(decoder_a[k], decoder_b[k]) for k in decoder_a)
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("sets, message", [
