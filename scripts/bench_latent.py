@@ -9,6 +9,7 @@ the run's default sampler). Every score is the domain FID / KID of 1,000 samples
 test split, beside the real-data floor. Writes the latent run's sample grid.
 
     python scripts/bench_latent.py --out docs/latent_bench_results.json --grid docs/latent_fashion_mnist.png
+    python scripts/bench_latent.py --reconstructions RUN_DIR     # the ceiling: the VAE's reconstructions
 """
 
 from __future__ import annotations
@@ -44,8 +45,25 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[str, float]:
     return done.stdout, time.perf_counter() - start
 
 
+def reconstructions(run: Path, data: str, count: int = 1000) -> dict[str, float]:
+    """Domain FID / KID of a latent run's VAE reconstructions of training images: its samples' ceiling."""
+    import torch
+
+    from rlgen.data import load_dataset, to_model_range
+    from rlgen.generative.diffusion.sample import load
+    from rlgen.generative.runs import sample_metrics
+
+    torch.set_num_threads(1)
+    codec = load(run, torch.device("cpu")).codec
+    images = to_model_range(load_dataset(data, "train").images[:count], "unit")
+    decoded = (codec.decode(codec.encode(images)) + 1.0) / 2.0
+    return sample_metrics(decoded, data, None, torch.device("cpu"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reconstructions", default=None, metavar="RUN_DIR",
+                        help="train nothing: score the VAE reconstructions of this latent diffusion run")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--preset", default="fashion-mnist-latent")
     parser.add_argument("--pixel-preset", default="fashion-mnist")
@@ -53,6 +71,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the results as JSON")
     parser.add_argument("--grid", default=None, help="write 64 latent-diffusion samples here (PNG)")
     args = parser.parse_args()
+    if args.reconstructions:
+        print(f"reconstructions of 1,000 training images: {reconstructions(Path(args.reconstructions), args.data)}")
+        return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryDirectory() as tmp:
         logdir = Path(args.logdir or tmp)
