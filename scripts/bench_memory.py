@@ -69,6 +69,18 @@ def plot_curves(ax, runs: list[dict], colour: str, label: str) -> None:
     ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.15)
 
 
+def label_axis(ax) -> None:
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("deterministic eval return (20 episodes)")
+    ax.legend(loc="best", fontsize=8)
+
+
+def save_figure(fig, path: Path) -> None:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def plot(results: list[dict], tasks: list[str], path: Path) -> None:
     import matplotlib
 
@@ -91,12 +103,8 @@ def plot(results: list[dict], tasks: list[str], path: Path) -> None:
         if spec.random_score is not None:
             ax.axhline(spec.random_score, color="black", linestyle=":", linewidth=0.8, label="random / chance")
         ax.set_title(env_id)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("deterministic eval return (20 episodes)")
-        ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+        label_axis(ax)
+    save_figure(fig, path)
 
 
 def train_all(args: argparse.Namespace) -> list[dict]:

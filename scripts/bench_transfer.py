@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench_memory import plot_curves, read_curve
+from bench_memory import label_axis, plot_curves, read_curve, save_figure
 
 VARIANTS = ("scratch", "frozen", "fine-tuned")
 
@@ -80,12 +80,8 @@ def plot(results: list[dict], game: str, path: Path) -> None:
             continue
         plot_curves(ax, runs, colours[variant], variant)
     ax.set_title(f"MinAtar/{game}-v1: Q-network CNN from a VAE on random-play frames")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("deterministic eval return (20 episodes)")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    label_axis(ax)
+    save_figure(fig, path)
 
 
 def main() -> None:
