@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import safetensors.torch
 import torch
+from test_generative_resume import _tensors
 
 from rlgen.generative.configs import make_config, model_parts
 from rlgen.generative.runs import CHECKPOINT_NAME
@@ -55,13 +55,8 @@ def one_process(model: str, logdir: Path, steps: int = STEPS, resume: Path | Non
         return train(config, logdir=logdir, device="cpu", resume=resume, progress=False)
 
 
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    """Every module and optimizer tensor of a checkpoint (not the RNG bookkeeping)."""
-    return {k: v for k, v in safetensors.torch.load_file(str(path)).items() if not k.startswith("rng/")}
-
-
 def assert_same_training(a: Path, b: Path) -> None:
-    wa, wb = weights(a), weights(b)
+    wa, wb = _tensors(a), _tensors(b)
     assert wa.keys() == wb.keys()
     for name in wa:
         if wa[name].is_floating_point():
@@ -88,8 +83,8 @@ def test_two_ranks_train_the_weights_one_process_trains_on_the_combined_batch(mo
     assert_same_training(ddp_run / CHECKPOINT_NAME, reference.checkpoint)
     # Weights did move: the comparison is not between two untrained nets.
     first = one_process(model, tmp_path / "one-step", steps=1)
-    moved = [k for k, v in weights(first.checkpoint).items() if v.is_floating_point()
-             and not torch.allclose(v, weights(reference.checkpoint)[k])]
+    moved = [k for k, v in _tensors(first.checkpoint).items() if v.is_floating_point()
+             and not torch.allclose(v, _tensors(reference.checkpoint)[k])]
     assert moved
 
 

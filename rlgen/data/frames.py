@@ -73,4 +73,3 @@ def load_frames(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[st
     test = np.arange(len(images)) % 10 == 0
     keep = test if split == "test" else ~test
     return images[keep], np.zeros(int(keep.sum()), dtype=np.int64), []
-

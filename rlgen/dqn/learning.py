@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlgen.backbones.config import WINDOW_KINDS
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.losses import SequenceTDLoss, TDLoss, TransitionTDLoss
 from rlgen.dqn.recurrent_networks import RecurrentQNetwork, is_sequence_config
@@ -24,7 +25,6 @@ from rlgen.dqn.sequence_replay import (
     PrioritizedSequenceReplayBuffer,
     SequenceReplayBuffer,
 )
-from rlgen.backbones.config import WINDOW_KINDS
 from rlgen.errors import RlgenError
 from rlgen.training import make_lr_schedule, make_optimizer
 

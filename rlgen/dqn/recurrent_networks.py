@@ -33,6 +33,7 @@ from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.networks import QNetwork
 from rlgen.errors import InputError
 
+
 def is_sequence_config(config: DQNConfig) -> bool:
     """True when ``config`` asks for a Q-network with memory (lstm, gru, transformer or tcn backbone)."""
     return config.backbone.kind in SEQUENCE_KINDS

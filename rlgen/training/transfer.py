@@ -98,12 +98,17 @@ def observation_inputs(dtype: str, shape: tuple[int, ...], backbone_kind: str) -
     return Inputs("unscaled floats", shape)
 
 
-def _split(name: str, modules: dict[str, nn.Module], where: str) -> tuple[str, str]:
+def _split(name: str, modules: Iterable[str], where: str, owner: str) -> tuple[str, str]:
+    """``MODULE[.PREFIX]`` -> (module, key prefix of its state dict), the module checked to exist."""
     module, _, prefix = name.partition(".")
     if module not in modules:
-        raise InputError(f"{where} names module {module!r}, which {'this run' if where.startswith('transfer.init_into') else 'that run'} "
-                         f"does not have; it has: {', '.join(modules)}")
+        raise InputError(f"{where} names module {module!r}, which {owner} does not have; it has: {', '.join(modules)}")
     return module, prefix + "." if prefix else ""
+
+
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter ``name`` lies under ``prefix`` (a submodule path; empty = everything)."""
+    return not prefix or name == prefix or name.startswith(prefix + ".")
 
 
 def load_transfer(transfer: TransferConfig, modules: dict[str, nn.Module], inputs: Inputs) -> list[str]:
@@ -121,9 +126,9 @@ def load_transfer(transfer: TransferConfig, modules: dict[str, nn.Module], input
         raise CheckpointError(f"transfer.init_from: {str(run)!r} is not a run directory with a {CHECKPOINT_NAME} "
                               "(or a checkpoint file); pass the run to start from")
     checkpoint = load_checkpoint(path)
-    source_modules = {name: None for name in checkpoint.header["modules"]}
-    source_module, source_prefix = _split(source_name, source_modules, f"transfer.init_from ({path})")
-    target_module, target_prefix = _split(transfer.target, modules, "transfer.init_into")
+    source_module, source_prefix = _split(source_name, checkpoint.header["modules"], f"transfer.init_from ({path})",
+                                          "that run")
+    target_module, target_prefix = _split(transfer.target, modules, "transfer.init_into", "this run")
 
     stored = f"model/{source_module}/{source_prefix}"
     source = {k[len(stored):]: v for k, v in checkpoint.tensors.items() if k.startswith(stored)}
@@ -173,8 +178,8 @@ def optimizer_params(transfer: TransferConfig, module_name: str, module: nn.Modu
     target_module, _, prefix = transfer.target.partition(".")
     if target_module != module_name:
         return [p for _, p in params]
-    loaded = [p for n, p in params if not prefix or n == prefix or n.startswith(prefix + ".")]
-    rest = [p for n, p in params if not (not prefix or n == prefix or n.startswith(prefix + "."))]
+    loaded = [p for n, p in params if _under(n, prefix)]
+    rest = [p for n, p in params if not _under(n, prefix)]
     if transfer.freeze:
         if not rest:
             raise InputError(f"transfer.freeze=true on all of {module_name!r} leaves it nothing to train; freeze a "

@@ -6,8 +6,7 @@ and back through the decoder's mean image. The codec is saved in the diffusion r
 checkpoint (module ``codec``, its VAE config in the meta), so a latent run samples and
 resumes without the VAE run it started from.
 
-``LatentMLPDenoiser`` is the denoiser over latent vectors: an ``rlgen.backbones`` MLP on
-[z_t, embedding(t) (+ embedding(label))], the output layer started at zero.
+The denoiser over latent vectors is ``networks.LatentMLPDenoiser`` (``denoiser=mlp``).
 """
 
 from __future__ import annotations
@@ -16,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
-from rlgen.backbones import BackboneConfig, build_backbone
 from rlgen.config import from_dict, to_dict
 from rlgen.errors import InputError
 from rlgen.generative.vae.config import VAEConfig
@@ -86,31 +83,3 @@ def codec_from_vae_run(run_dir: str | Path, data_meta: dict[str, Any], data: str
     codec.vae.load_state_dict(vae.state_dict())
     return codec
 
-
-class LatentMLPDenoiser(nn.Module):
-    """(B, Z) latents, timesteps, labels -> the prediction (B, Z)."""
-
-    def __init__(self, hidden_sizes: list[int], latent_shape: tuple[int], num_classes: int = 0, width: int = 128):
-        super().__init__()
-        if len(latent_shape) != 1:
-            raise InputError(f"the mlp denoiser takes latent vectors, got samples of shape {latent_shape}")
-        (z,) = latent_shape
-        self.num_classes, self.width = num_classes, width
-        self.time_embed = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        self.class_embed = nn.Embedding(num_classes + 1, width) if num_classes else None
-        self.body = build_backbone(BackboneConfig(kind="mlp", hidden_sizes=list(hidden_sizes), activation="silu"),
-                                   (z + width,))
-        self.head = nn.Linear(self.body.out_dim, z)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        b = sample.shape[0]
-        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
-        emb = self.time_embed(get_timestep_embedding(t, self.width, flip_sin_to_cos=True, downscale_freq_shift=0))
-        if self.class_embed is not None:
-            labels = (torch.full((b,), self.num_classes, dtype=torch.long, device=sample.device)
-                      if class_labels is None else class_labels.to(device=sample.device, dtype=torch.long))
-            emb = emb + self.class_embed(labels)
-        return self.head(self.body(torch.cat([sample, emb.to(sample.dtype)], dim=1)))  # (B, Z)

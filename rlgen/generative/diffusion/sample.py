@@ -74,7 +74,8 @@ def sample(
     """Run the reverse process: (num_images, C, H, W) samples in [-1, 1].
 
     ``image_shape`` is the shape the denoiser works in; a latent diffusion run passes its
-    latent shape and ``decode`` (the codec's decoder: latents -> images in [-1, 1]). With ``class_labels`` (N,) and ``guidance_scale`` w != 1, each step mixes the
+    latent shape and ``decode`` (the codec's decoder: latents -> images in [-1, 1]).
+    With ``class_labels`` (N,) and ``guidance_scale`` w != 1, each step mixes the
     conditional and the null-label prediction: uncond + w * (cond - uncond)
     (Ho & Salimans, 2022). ``generator`` (CPU) fixes the initial and step noise.
     """
