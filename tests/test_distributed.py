@@ -29,7 +29,8 @@ MODELS = {
             "encoder.channels=[8]", "encoder.features_dim=32"],
     "gan": ["architecture=mlp", "latent_dim=8", "generator_hidden_sizes=[32]", "critic_hidden_sizes=[32]",
             "n_critic=2"],
-    "diffusion": ["unet_channels=[8,16]", "unet_attention=[false,false]", "norm_num_groups=4", "warmup_steps=2"],
+    "diffusion": ["unet_channels=[8,16]", "unet_attention=[false,false]", "norm_num_groups=4", "warmup_steps=2",
+                  "sample_steps=2"],
 }
 STEPS, BATCH = 6, 32
 
@@ -74,7 +75,7 @@ def only_run(logdir: Path) -> Path:
 
 @pytest.mark.parametrize("model", ["vae", "gan", "diffusion"])
 def test_two_ranks_train_the_weights_one_process_trains_on_the_combined_batch(model, tmp_path):
-    done = subprocess.run(torchrun(model, tmp_path / "ddp"), env=env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(torchrun(model, tmp_path / "ddp"), env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run: ") == 1  # rank 0 reports, rank 1 is quiet
     ddp_run = only_run(tmp_path / "ddp")
@@ -156,7 +157,7 @@ def test_a_stop_on_one_rank_stops_both_at_one_step_and_the_run_resumes_there(tmp
     reference_dir.parent.mkdir()
     subprocess.run(["cp", "-a", str(run_dir), str(reference_dir)], check=True)
     resume = [*TORCHRUN, "train", "gan", "--resume", str(run_dir), "--steps", str(step + 4), "--device", "cpu", "--quiet"]
-    done = subprocess.run(resume, env=env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(resume, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     reference = one_process("gan", tmp_path / "unused", steps=step + 4, resume=reference_dir)
     assert load_checkpoint(run_dir / CHECKPOINT_NAME).meta["step"] == step + 4
@@ -166,7 +167,7 @@ def test_a_stop_on_one_rank_stops_both_at_one_step_and_the_run_resumes_there(tmp
 def test_a_global_batch_the_ranks_cannot_split_is_one_line_before_anything_is_written(tmp_path):
     command = torchrun("vae", tmp_path / "ddp")
     command[command.index("--batch-size") + 1] = "33"
-    done = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     # Each rank says it in one line; what follows is torchrun's own report that its workers failed.
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]

@@ -198,6 +198,8 @@ class DataParallel:
             yield
 
     def close(self) -> None:
+        """Leave the job together: no rank tears the group down while another may still use it."""
         if self._owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self._owns_group = False
