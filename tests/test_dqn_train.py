@@ -230,6 +230,27 @@ def test_agent_save_load_dueling_cnn_on_uint8_images(tmp_path):
         assert torch.equal(again.q_net(torch.as_tensor(obs)), agent.q_net(torch.as_tensor(obs)))
 
 
+
+def test_dueling_head_is_one_linear_and_loads_the_earlier_two_head_weights():
+    config = DQNConfig(env_id="CartPole-v1", dueling=True, backbone=BackboneConfig(kind="mlp", hidden_sizes=[8]))
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    torch.manual_seed(0)
+    net = build_q_network(config, space, 3)
+    obs = torch.randn(5, 4)
+    features = net.backbone(obs)
+    out = features @ net.head.weight.T + net.head.bias
+    value, advantage = out[:, :1], out[:, 1:]  # V's row first
+    assert torch.allclose(net(obs), value + advantage - advantage.mean(1, keepdim=True), atol=1e-6)
+    # A checkpoint of the earlier layout: separate value (1 row) and advantage (3 rows) heads.
+    old = {k: v for k, v in net.state_dict().items() if not k.startswith("head.")}
+    old |= {"value.weight": net.head.weight[:1], "value.bias": net.head.bias[:1],
+            "advantage.weight": net.head.weight[1:], "advantage.bias": net.head.bias[1:]}
+    torch.manual_seed(1)
+    fresh = build_q_network(config, space, 3)
+    assert not torch.allclose(fresh(obs), net(obs))
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh(obs), net(obs))
+
 def test_resume_loads_identical_state_and_continues_the_step_count(cartpole_run, tmp_path):
     run_dir = shutil.copytree(cartpole_run.run_dir, tmp_path / cartpole_run.run_dir.name)
     ckpt_path = run_dir / "checkpoint.safetensors"

@@ -150,10 +150,7 @@ class DQNAgent:
 
     @property
     def num_actions(self) -> int:
-        if self.is_sequence:
-            return self.q_net.num_actions
-        head = self.q_net.advantage if self.q_net.dueling else self.q_net.q
-        return head.out_features
+        return self.q_net.num_actions
 
     def evaluate(self, episodes: int = 100, seed: int = 0, epsilon: float = 0.0) -> tuple[float, float]:
         """Mean and std of the greedy (or epsilon-greedy) return over ``episodes`` episodes."""
