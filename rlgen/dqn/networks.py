@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rlgen.backbones import build_backbone
 from rlgen.dqn.config import DQNConfig
@@ -13,9 +14,11 @@ from rlgen.dqn.config import DQNConfig
 class QNetwork(nn.Module):
     """Maps observations (B, *obs_shape) to action values (B, num_actions).
 
-    The dueling head is one ``Linear`` to ``1 + num_actions`` outputs, V then A: the same
-    function and initial distribution as two separate heads, in one matmul (a small update
-    on CPU pays per kernel, and the head runs three times an update). Checkpoints written
+    The dueling head is one ``Linear`` to ``1 + num_actions`` outputs, V then A (the same
+    initial distribution as two separate heads), and Q = V + A - mean(A) (Wang et al. 2016,
+    eq. 9: the mean makes V and A identifiable) is linear in them, so it is one fixed
+    matrix product: two kernels where two heads and the mean took six (a small update on
+    CPU pays per kernel, and the head runs three times an update). Checkpoints written
     with the separate ``value`` / ``advantage`` heads load into it.
     """
 
@@ -26,6 +29,9 @@ class QNetwork(nn.Module):
         self.num_actions = num_actions
         if dueling:
             self.head = nn.Linear(backbone.out_dim, 1 + num_actions)
+            # Q_j = V + A_j - mean(A): row j of [1 | I - 1/A]. Not saved: it follows from num_actions.
+            combine = torch.cat([torch.ones(num_actions, 1), torch.eye(num_actions) - 1.0 / num_actions], dim=1)
+            self.register_buffer("combine", combine, persistent=False)
         else:
             self.q = nn.Linear(backbone.out_dim, num_actions)
 
@@ -33,10 +39,7 @@ class QNetwork(nn.Module):
         features = self.backbone(obs)  # (B, F)
         if not self.dueling:
             return self.q(features)
-        out = self.head(features)  # (B, 1 + A)
-        value, advantage = out[:, :1], out[:, 1:]
-        # Subtracting the mean makes V and A identifiable (Wang et al. 2016, eq. 9).
-        return value + advantage - advantage.mean(dim=1, keepdim=True)
+        return F.linear(self.head(features), self.combine)  # [V, A] (B, 1 + A) -> Q (B, A)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The separate heads of earlier checkpoints, V's row first as in ``head``.
