@@ -106,7 +106,7 @@ CASES = [
     ("compile-recurrent", lambda w: ["train-dqn", "CartPole-v1", "--set", "backbone.kind=lstm", "--set", "compile=true"],
      ["compile=true", "lstm"]),
     ("huge-network", lambda w: ["train-dqn", "CartPole-v1", "--set", "backbone.hidden_sizes=[200000, 200000]"],
-     ["40,001,800,003 parameters", "GiB", "use smaller layers"]),
+     ["40,002,600,003 parameters", "GiB", "use smaller layers"]),
     ("zero-envs", lambda w: ["train-dqn", "CartPole-v1", "--num-envs", "0"], ["num_envs=0"]),
     ("zero-keep-checkpoints", lambda w: ["train-dqn", "CartPole-v1", "--set", "keep_checkpoints=0"], ["keep_checkpoints=0"]),
     ("missing-config-file", lambda w: ["train-dqn", "CartPole-v1", "--config", w["root"] / "nope.yml"], ["does not exist"]),

@@ -80,8 +80,10 @@ def _without_space_rngs(value):
 def test_a_seed_in_a_batch_follows_its_single_run(tmp_path, steps, overrides):
     base = make_config("CartPole-v1", total_timesteps=steps, overrides=[
         "eval_episodes=0", "learning_starts=500", "num_envs=4", "gradient_steps=1", "keep_best=false",
-        # fixed here, not the preset's: the budgets below are measured for these values
-        "learning_rate=2.3e-3", "exploration_fraction=0.1", "exploration_final_eps=0.04", *overrides])
+        # fixed here, not the preset's: the budgets below are measured for these values (without
+        # LayerNorm: its near-zero first-layer bias gradients let Adam amplify the batch's rounding)
+        "learning_rate=2.3e-3", "exploration_fraction=0.1", "exploration_final_eps=0.04", "batch_size=128",
+        "backbone.layer_norm=false", *overrides])
     configs = [dataclasses.replace(base, seed=s) for s in (3, 4, 5)]
     group = train_seeds(configs, device="cpu", logdir=tmp_path / "batch", progress=False)
     assert [r.run_dir.name for r in group.runs] == ["seed-3", "seed-4", "seed-5"]
