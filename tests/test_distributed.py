@@ -158,7 +158,7 @@ def test_a_stop_on_one_rank_stops_both_at_one_step_and_the_run_resumes_there(tmp
     subprocess.run(["cp", "-a", str(run_dir), str(reference_dir)], check=True)
     resume = [*TORCHRUN, "train", "gan", "--resume", str(run_dir), "--steps", str(step + 4), "--device", "cpu", "--quiet"]
     done = subprocess.run(resume, env=env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-8000:]
     reference = one_process("gan", tmp_path / "unused", steps=step + 4, resume=reference_dir)
     assert load_checkpoint(run_dir / CHECKPOINT_NAME).meta["step"] == step + 4
     assert_same_training(run_dir / CHECKPOINT_NAME, reference.checkpoint)

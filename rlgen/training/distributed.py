@@ -40,6 +40,10 @@ from rlgen.training.device import resolve_device
 
 log = logging.getLogger(__name__)
 
+# The last collective's work of each job, freed by the interpreter at exit, never by gloo's
+# worker thread (``DataParallel.close``).
+_FINAL_WORK: list[dist.Work] = []
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -198,8 +202,19 @@ class DataParallel:
             yield
 
     def close(self) -> None:
-        """Leave the job together: no rank tears the group down while another may still use it."""
+        """Leave the job together: no rank tears the group down while another may still use it.
+
+        The last collective's work is kept alive to the end of the process (``_FINAL_WORK``).
+        Released right after ``wait()``, its last holder would be the gloo worker thread that ran
+        it, which frees it a moment later; the work holds Python objects (torch's thread state),
+        and when the process had already begun to exit that thread could not take the GIL and
+        the process aborted ("terminate called without an active exception", SIGABRT, in about
+        one 2-rank run in 15 on a loaded machine; the core dump's stack shows the worker in
+        ``~AsyncBarrierWork``). DDP keeps the group, and so its threads, alive to the end anyway.
+        """
         if self._owns_group and dist.is_initialized():
-            dist.barrier()
+            work = dist.barrier(async_op=True)
+            work.wait()
+            _FINAL_WORK.append(work)
             dist.destroy_process_group()
             self._owns_group = False
