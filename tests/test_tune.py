@@ -116,12 +116,16 @@ def _check_shared(study, n_trials):
 
 
 def test_two_workers_share_a_journal_file(tmp_path):
-    out = _two_workers(tmp_path, [])
+    out = _two_workers(tmp_path, ["--sampler-seed", "3"])
     assert "study dqn-CartPole-v1" in out
     from rlgen.tune.storage import open_storage
 
     storage = open_storage(None, tmp_path / "runs" / "tune" / "studies.journal", create=False)
-    _check_shared(optuna.load_study(study_name="dqn-CartPole-v1", storage=storage), 4)
+    study = optuna.load_study(study_name="dqn-CartPole-v1", storage=storage)
+    _check_shared(study, 4)
+    # one --sampler-seed, yet each worker samples its own trials (seed + worker index)
+    trials = study.get_trials()
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
 
 
 @pytest.fixture

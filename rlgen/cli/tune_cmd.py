@@ -21,7 +21,7 @@ from rlgen.errors import InputError
 @click.option("--score", type=click.Choice(["mean", "iqm", "lower-quartile"]), default="mean", show_default=True,
               help="A trial's score over its seeds' final evaluations; lower-quartile favours the worst seeds.")
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True)
-@click.option("--sampler-seed", type=int, default=None, help="Seed of the sampler (default: random per worker).")
+@click.option("--sampler-seed", type=int, default=None, help="Seed of the sampler; worker i of --n-workers takes SEED + i (default: random per worker).")
 @click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
               help="Stops poor trials early from the evaluations the training loop runs.")
 @click.option("--eval-freq", type=int, default=None,

@@ -290,6 +290,14 @@ def work(spec: TuneSpec, n_trials: int, timeout: float | None, on_trial=None) ->
     study.optimize(objective(spec, params), timeout=timeout, callbacks=callbacks, catch=())
 
 
+def worker_spec(spec: TuneSpec, index: int) -> TuneSpec:
+    """Worker ``index``'s spec: with ``--sampler-seed S`` it samples from S + index (one seed for
+    all would make every worker suggest the same trials)."""
+    if spec.sampler_seed is None:
+        return spec
+    return dataclasses.replace(spec, sampler_seed=spec.sampler_seed + index)
+
+
 def _worker_main(spec_dict: dict, n_trials: int, timeout: float | None) -> None:
     import torch
 
@@ -313,8 +321,8 @@ def run_study(spec: TuneSpec, n_trials: int, timeout: float | None, n_workers: i
         bar.close()
         return study
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_main, args=(dataclasses.asdict(spec), n_trials, timeout))
-               for _ in range(n_workers)]
+    workers = [context.Process(target=_worker_main, args=(dataclasses.asdict(worker_spec(spec, i)), n_trials, timeout))
+               for i in range(n_workers)]
     for w in workers:
         w.start()
     done = finished(study)
