@@ -27,7 +27,9 @@ def show_study(study, params: list[Param], top: int = 5) -> list[str]:
     lines = [f"study {study.study_name}: {len(done)} complete, {pruned} pruned, {len(trials)} trials in all"]
     sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1
     for t in sorted(done, key=lambda t: sign * t.value)[:top]:
-        values = {p.name: p.value_of(t.params) for p in params if p.name in t.params}
+        # every value the trial ran with; those of a field outside the given space as Optuna stored them
+        known = {p.name: p.value_of(t.params) for p in params if p.name in t.params}
+        values = {name: known.get(name, value) for name, value in t.params.items()}
         lines.append(f"  trial {t.number}: {t.value:.2f}  {values}  ({t.user_attrs.get('run_dir', '')})")
     if len(done) >= 2:
         try:
