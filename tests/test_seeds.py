@@ -85,7 +85,8 @@ def test_a_seed_in_a_batch_follows_its_single_run(tmp_path, steps, overrides):
         # fixed here, not the preset's: the budgets below are measured for these values (without
         # LayerNorm: its near-zero first-layer bias gradients let Adam amplify the batch's rounding)
         "learning_rate=2.3e-3", "exploration_fraction=0.1", "exploration_final_eps=0.04", "batch_size=128",
-        "backbone.layer_norm=false", *overrides])
+        "backbone.layer_norm=false", "n_step=3", "target_update_interval=400", "max_grad_norm=10.0",
+        "lr_final_factor=0.0", *overrides])
     configs = [dataclasses.replace(base, seed=s) for s in (3, 4, 5)]
     group = train_seeds(configs, device="cpu", logdir=tmp_path / "batch", progress=False)
     assert [r.run_dir.name for r in group.runs] == ["seed-3", "seed-4", "seed-5"]
