@@ -38,7 +38,9 @@ def test_train_dqn_cli_applies_options_and_overrides(run_dir):
     assert meta["step"] == 1200
     assert (config["env_id"], config["num_envs"], config["seed"], config["total_timesteps"]) == ("CartPole-v1", 2, 3, 1200)
     assert config["backbone"]["hidden_sizes"] == [32]
-    assert config["learning_rate"] == pytest.approx(3.8e-3)  # the rest comes from the CartPole-v1 preset
+    from rlgen.presets import get_preset
+
+    assert config["learning_rate"] == get_preset("dqn", "CartPole-v1")["learning_rate"]  # the rest: the preset's
 
 
 def test_eval_prints_the_mean_return_of_the_saved_agent(run_dir):
