@@ -85,6 +85,10 @@ class DQNConfig:
     eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
     eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)
     eval_during_episodes: int = _help("Episodes per evaluation during training.", default=10)
+    eval_in_background: bool = _help(
+        "Play the evaluations during training in a worker process on another core while training goes on "
+        "(same scores); used when the run trains on one CPU thread and a second core is free.", default=True,
+    )
     save_replay: bool = _help(
         "Save the replay buffer beside each checkpoint (replay.safetensors) so --resume is exact; "
         "turn off for huge image buffers.", default=True,
@@ -175,4 +179,5 @@ class DQNConfig:
 MAX_TIMESTEPS = 10_000_000_000
 # Fields a resumed run may change: its budget and how it reports, evaluates and saves; never what it learns with.
 RESUMABLE_FIELDS = ("total_timesteps", "eval_episodes", "eval_freq", "eval_during_episodes", "log_interval",
-                    "checkpoint_freq", "keep_checkpoints", "capture_video", "save_replay", "cpu_threads")
+                    "checkpoint_freq", "keep_checkpoints", "capture_video", "eval_in_background", "save_replay",
+                    "cpu_threads")

@@ -21,7 +21,8 @@ import torch
 from rlgen.config import to_dict
 from rlgen.dqn.recurrent_networks import is_sequence_config
 from rlgen.dqn.resume import algo_of
-from rlgen.dqn.run import QRun, StartPoint, build_run, evaluate_during_training, save_run
+from rlgen.dqn.evaluations import make_evaluations
+from rlgen.dqn.run import QRun, StartPoint, build_run, save_run
 from rlgen.dqn.train import cpu_threads, finish_run
 from rlgen.envs import get_spec
 from rlgen.errors import InputError
@@ -84,6 +85,9 @@ def run_group(loop, configs: Sequence, *, device: str, logdir: str | Path, resum
     with torch_threads(cpu_threads(configs[0], torch_device)), GracefulInterrupt() as interrupt:
         group = SeedGroup.open(list(configs), torch_device, Path(logdir), resume, progress)
         group.on_eval = on_eval
+        evaluations = make_evaluations(configs[0], torch_device, on_eval)  # one worker for every seed
+        for run in group.runs:
+            run.evaluations = evaluations
         return loop(group, interrupt)
 
 
@@ -188,11 +192,10 @@ class SeedGroup:
 
     def evaluate(self, global_step: int) -> bool:
         """The evaluation during training, of every seed (``eval_freq``); True if ``on_eval`` asks to stop."""
-        means = []
         for i, run in enumerate(self.runs):
             self.q.write_back(i, run.q_net)  # each seed's own network, evaluated as its single run would be
-            means.append(evaluate_during_training(run, global_step))
-        return bool(self.on_eval is not None and self.on_eval(global_step, means))
+            run.evaluations.submit(run, global_step)
+        return bool(self.on_eval is not None and self.on_eval(global_step, self.runs[0].evaluations.drain()))
 
     def save(self, global_step: int, update_step: int) -> None:
         self.write_back()

@@ -171,9 +171,13 @@ class BestSnapshot:
             self.observe_score(float(np.mean(returns[-self.window:])), q_net, global_step)
 
     def observe_score(self, score: float, q_net: torch.nn.Module, global_step: int) -> None:
+        self.observe_state(score, q_net.state_dict(), global_step)
+
+    def observe_state(self, score: float, state: dict[str, torch.Tensor], global_step: int) -> None:
+        """A network's weights ``state`` scored ``score``; kept (copied) if it is the best so far."""
         if score >= self.mean:  # ties go to the later, longer-trained network
             self.mean, self.step = score, global_step
-            self.state = {k: v.detach().clone() for k, v in q_net.state_dict().items()}
+            self.state = {k: v.detach().clone() for k, v in state.items()}
 
     def training_score(self, returns: list[float]) -> float:
         """The final network's score by its training returns (``keep_best_by=train``)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from rlgen.config import to_dict
 from rlgen.dqn.actors import make_actor
 from rlgen.dqn.config import DQNConfig
+from rlgen.dqn.evaluations import BackgroundEvaluations, InlineEvaluations
 from rlgen.dqn.learning import (
     BestSnapshot,
     check_network_fits,
@@ -81,6 +82,9 @@ class QRun:
     checkpoints: RunCheckpoints
     bar: ProgressBar
     report: TrainingReport
+    # Evaluations during training, inline or in a worker process (rlgen.dqn.evaluations).
+    evaluations: InlineEvaluations | BackgroundEvaluations = field(default_factory=InlineEvaluations)
+    last_eval: tuple[int, float] | None = None  # (global_step, mean) of the latest evaluation taken
 
 
 @dataclass
@@ -156,7 +160,9 @@ def build_run(config: DQNConfig | PQNConfig, device: torch.device, *, logdir: st
 
 
 def save_run(run: QRun, global_step: int, update_step: int, final: bool = False) -> Path:
-    """Write the run's checkpoint at ``global_step`` (and its replay with it, as one unit)."""
+    """Write the run's checkpoint at ``global_step`` (and its replay with it, as one unit), after every
+    evaluation submitted before it has been taken (keep_best's snapshot is in the checkpoint)."""
+    run.evaluations.drain()
     config = run.config
     run_meta, run_tensors = run.run_rng.state_dict()
     actor_meta, actor_tensors = run.actor.state_dict()
@@ -176,23 +182,3 @@ def save_run(run: QRun, global_step: int, update_step: int, final: bool = False)
             "actor": actor_meta, "envs": run.envs.state_dict(), "report": run.report.state_dict(), "best": best_meta,
         },
     )
-
-
-def evaluation_score(run: QRun) -> float:
-    """The mean return of ``eval_during_episodes`` greedy episodes on the run's evaluation seed."""
-    from rlgen.dqn.evaluate import evaluate_policy
-
-    config = run.config
-    mean, _ = evaluate_policy(run.q_net, config.env_id, config.eval_during_episodes, seed=config.seed + 10_000,
-                              device=run.device)
-    return mean
-
-
-def evaluate_during_training(run: QRun, global_step: int) -> float:
-    """An evaluation every ``eval_freq`` steps: scored, logged as ``eval/episodic_return``, and offered
-    to keep_best when it keeps the best evaluated network (``keep_best_by=eval``)."""
-    mean = evaluation_score(run)
-    run.logger.scalar("eval/episodic_return", mean, global_step)
-    if run.best is not None and run.config.keep_best_by == "eval":
-        run.best.observe_score(mean, run.q_net, global_step)
-    return mean

@@ -25,7 +25,8 @@ import torch
 from rlgen.dqn.config import DQNConfig
 from rlgen.dqn.evaluate import evaluate_policy
 from rlgen.dqn.learning import update_target
-from rlgen.dqn.run import QRun, build_run, evaluate_during_training, evaluation_score, save_run
+from rlgen.dqn.evaluations import evaluation_score, make_evaluations
+from rlgen.dqn.run import QRun, build_run, save_run
 from rlgen.dqn.schedules import epsilon_at
 from rlgen.training import (
     GracefulInterrupt,
@@ -97,6 +98,7 @@ def train_steps(
     start_time = time.perf_counter()
     set_deterministic(config.deterministic)
     run, start = build_run(config, device, logdir=logdir, resume=resume, run_name=run_name, progress=progress)
+    run.evaluations = make_evaluations(config, device, on_eval)
     q_net, target_net, actor, buffer, envs, rng = run.q_net, run.target_net, run.actor, run.buffer, run.envs, run.rng
     optimizer, lr_schedule, report, best = run.optimizer, run.lr_schedule, run.report, run.best
     # Listed once: walking the module tree on every update costs more than a small update's Adam step.
@@ -149,8 +151,8 @@ def train_steps(
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
             if next_eval is not None and global_step >= next_eval:
                 next_eval += config.eval_freq
-                mean = evaluate_during_training(run, global_step)
-                if on_eval is not None and on_eval(global_step, [mean]):
+                run.evaluations.submit(run, global_step)
+                if on_eval is not None and on_eval(global_step, run.evaluations.drain()):
                     interrupted = True
                     break
             if next_ckpt is not None and global_step >= next_ckpt:
@@ -171,20 +173,24 @@ def finish_run(run: QRun, global_step: int, update_step: int, interrupted: bool,
     checkpoint is on disk before anything that could fail or be interrupted)."""
     run.envs.close()
     with run.run_rng.active():
+        run.evaluations.drain()
         if run.best is not None and not interrupted:
-            run.best.finish(final_score(run), run.q_net, run.target_net, run.logger, global_step)
+            run.best.finish(final_score(run, global_step), run.q_net, run.target_net, run.logger, global_step)
         checkpoint = save_run(run, global_step, update_step, final=not interrupted)
+        run.evaluations.close()
         metrics = final_evaluation(run.logger, run.config, run.q_net, global_step, interrupted, run.device)
     run.run_rng.release()
     return TrainResult(run_dir=run.logger.run_dir, checkpoint=checkpoint, step=global_step, metrics=metrics,
                        interrupted=interrupted, wall_seconds=time.perf_counter() - start_time)
 
 
-def final_score(run: QRun) -> float:
-    """The final network's score for keep_best: its training returns, or one more evaluation like those
-    during training (``keep_best_by=eval``)."""
+def final_score(run: QRun, global_step: int) -> float:
+    """The final network's score for keep_best: its training returns, or an evaluation like those during
+    training (``keep_best_by=eval``): the one taken at this step if there was one (the same network)."""
     if run.config.keep_best_by == "train":
         return run.best.training_score(run.report.recent_returns)
+    if run.last_eval is not None and run.last_eval[0] == global_step:
+        return run.last_eval[1]
     return evaluation_score(run)
 
 

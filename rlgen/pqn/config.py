@@ -62,6 +62,10 @@ class PQNConfig:
     eval_episodes: int = _help("Deterministic episodes of the final evaluation.", default=100)
     eval_freq: int = _help("Environment steps between evaluations during training; 0 = final only.", default=0)
     eval_during_episodes: int = _help("Episodes per evaluation during training.", default=10)
+    eval_in_background: bool = _help(
+        "Play the evaluations during training in a worker process on another core while training goes on "
+        "(same scores); used when the run trains on one CPU thread and a second core is free.", default=True,
+    )
     checkpoint_freq: int = _help("Environment steps between checkpoints (at rollout ends); 0 = at the end only.",
                                  default=0)
     keep_checkpoints: int = _help("Checkpoints kept in the run's checkpoints/ folder.", default=3)
@@ -102,4 +106,4 @@ class PQNConfig:
 
 
 RESUMABLE_FIELDS = ("total_timesteps", "eval_episodes", "eval_freq", "eval_during_episodes", "log_interval",
-                    "checkpoint_freq", "keep_checkpoints", "capture_video", "cpu_threads")
+                    "checkpoint_freq", "keep_checkpoints", "capture_video", "eval_in_background", "cpu_threads")

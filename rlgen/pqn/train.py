@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from rlgen.dqn.actors import epsilon_greedy
 from rlgen.dqn.schedules import epsilon_at
-from rlgen.dqn.run import build_run, evaluate_during_training, save_run
+from rlgen.dqn.evaluations import make_evaluations
+from rlgen.dqn.run import build_run, save_run
 from rlgen.dqn.train import finish_run, run_to_end
 from rlgen.pqn.config import PQNConfig
 from rlgen.pqn.returns import q_lambda_returns
@@ -48,6 +49,7 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
     start_time = time.perf_counter()
     set_deterministic(config.deterministic)
     run, start = build_run(config, device, logdir=logdir, resume=resume, run_name=run_name, progress=progress)
+    run.evaluations = make_evaluations(config, device, on_eval)
     q_net, q_compiled, actor, envs, rng, report = run.q_net, run.q_compiled, run.actor, run.envs, run.rng, run.report
     optimizer, lr_schedule, precision, num_actions = run.optimizer, run.lr_schedule, run.precision, run.num_actions
     params = list(q_net.parameters())
@@ -119,8 +121,8 @@ def train_steps(config: PQNConfig, device: torch.device, *, logdir: str | Path =
             report.maybe_log(global_step, epsilon, optimizer.param_groups[0]["lr"])
             if next_eval is not None and global_step >= next_eval:
                 next_eval = (global_step // config.eval_freq + 1) * config.eval_freq
-                mean = evaluate_during_training(run, global_step)
-                if on_eval is not None and on_eval(global_step, [mean]):  # see rlgen.dqn.train.train_steps
+                run.evaluations.submit(run, global_step)
+                if on_eval is not None and on_eval(global_step, run.evaluations.drain()):  # see rlgen.dqn.train.train_steps
                     interrupted = True
                     break
             if next_ckpt is not None and global_step >= next_ckpt:
