@@ -4,9 +4,11 @@ Each side is what a user runs and waits for, timed from process start to exit: r
 command (imports, training, its 100-episode evaluation) and a Python process that imports
 SB3, trains RL Zoo's tuned CartPole-v1 DQN (agents/dqn.yml ``CartPole-v1-rlzoo``) and
 evaluates it over 100 episodes with SB3's ``evaluate_policy``. Seeds alternate between the
-two so machine load affects both alike; one torch thread each.
+two so machine load affects both alike; one torch thread each. ``--inline-too`` also runs
+rlgen with its evaluations during training inside the training process
+(``eval_in_background=false``), to show what playing them on the second core saves.
 
-    python scripts/bench_cartpole_process.py --seeds 1000 1001 1002
+    python scripts/bench_cartpole_process.py --seeds 1000 1001 1002 --inline-too
 """
 
 from __future__ import annotations
@@ -54,21 +56,31 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1000, 1001, 1002])
+    parser.add_argument("--inline-too", action="store_true",
+                        help="also time rlgen with eval_in_background=false")
     args = parser.parse_args()
     rows = []
-    print(f"{'seed':>5} | {'SB3 s':>6} {'SB3 eval':>8} | {'rlgen s':>7} {'rlgen eval':>10} | {'rlgen / SB3':>11}")
+    inline_col = f" {'inline s':>8} {'inline / SB3':>12}" if args.inline_too else ""
+    print(f"{'seed':>5} | {'SB3 s':>6} {'SB3 eval':>8} | {'rlgen s':>7} {'rlgen eval':>10} | {'rlgen / SB3':>11}"
+          + inline_col)
     with tempfile.TemporaryDirectory() as logdir:
         for seed in args.seeds:
+            command = [sys.executable, "-m", "rlgen.cli.main", "train-dqn", "CartPole-v1", "--seed", str(seed),
+                       "--quiet", "--device", "cpu", "--logdir", logdir]
             sb3 = timed([sys.executable, "-c", SB3_PROCESS, str(seed)])
-            ours = timed([sys.executable, "-m", "rlgen.cli.main", "train-dqn", "CartPole-v1", "--seed", str(seed),
-                          "--quiet", "--device", "cpu", "--logdir", logdir])
-            rows.append((seed, sb3, ours))
+            ours = timed(command)
+            inline = timed([*command, "--set", "eval_in_background=false"]) if args.inline_too else None
+            rows.append((seed, sb3, ours, inline))
+            extra = f" {inline[0]:>8.1f} {inline[0] / sb3[0]:>12.2f}" if inline else ""
             print(f"{seed:>5} | {sb3[0]:>6.1f} {sb3[1]:>8.1f} | {ours[0]:>7.1f} {ours[1]:>10.1f} | "
-                  f"{ours[0] / sb3[0]:>11.2f}", flush=True)
+                  f"{ours[0] / sb3[0]:>11.2f}" + extra, flush=True)
     sb3_wall, our_wall = statistics.mean(r[1][0] for r in rows), statistics.mean(r[2][0] for r in rows)
     print(f"mean: SB3 {sb3_wall:.1f} s (solved {sum(r[1][1] >= 475 for r in rows)}/{len(rows)}), rlgen {our_wall:.1f} s "
           f"(solved {sum(r[2][1] >= 475 for r in rows)}/{len(rows)}); rlgen / SB3 = {our_wall / sb3_wall:.2f} "
           f"(target <= 0.20)")
+    if args.inline_too:
+        inline_wall = statistics.mean(r[3][0] for r in rows)
+        print(f"rlgen with eval_in_background=false: {inline_wall:.1f} s; / SB3 = {inline_wall / sb3_wall:.2f}")
 
 
 if __name__ == "__main__":

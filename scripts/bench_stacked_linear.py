@@ -1,5 +1,7 @@
 """Is a batched update on this CPU compute-bound? One 128x128 linear layer of N networks on batches of
-128: vmapped over stacked weights (what ``--seeds`` runs), as one baddbmm, and as N separate calls.
+128: vmapped over stacked weights (what ``--seeds`` ran before batched plans), as one baddbmm (what
+``rlgen.training.stacked`` runs now), and as N separate calls; the same for a LayerNorm with each
+network's own scale and shift.
 
     python scripts/bench_stacked_linear.py --networks 16
 """
@@ -10,6 +12,7 @@ import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 from torch.func import vmap
 
 
@@ -38,7 +41,15 @@ def main() -> None:
     }
     for name, fn in ways.items():
         seconds = timed(fn)
-        print(f"{name:>26}: {seconds * 1e6:8.1f} us, {flops / seconds / 1e9:6.1f} GFLOP/s")
+        print(f"{name:>34}: {seconds * 1e6:8.1f} us, {flops / seconds / 1e9:6.1f} GFLOP/s")
+    scale, shift = torch.randn(n, d), torch.randn(n, d)
+    norms = {
+        "vmapped affine layer_norm": lambda f=vmap(lambda h, g, s: F.layer_norm(h, (d,), g, s)): f(x, scale, shift),
+        "layer_norm, then scale and shift": lambda: F.layer_norm(x, (d,)) * scale.unsqueeze(1) + shift.unsqueeze(1),
+        f"{n} separate layer_norms": lambda: [F.layer_norm(x[i], (d,), scale[i], shift[i]) for i in range(n)],
+    }
+    for name, fn in norms.items():
+        print(f"{name:>34}: {timed(fn) * 1e6:8.1f} us")
 
 
 if __name__ == "__main__":

@@ -188,14 +188,18 @@ def test_the_loop_evaluations_feed_the_pruner_and_stop_the_trial(tmp_path):
 
 def test_the_best_trial_exports_as_a_config_file(tmp_path):
     logdir = str(tmp_path / "runs")
+    space = tmp_path / "space.yml"
+    space.write_text("learning_rate: {float: [1.0e-3, 1.0e-2], log: true}\n"
+                     "backbone.layer_norm: {choice: [false, true]}\n")
     result = CliRunner().invoke(cli, ["tune", "dqn", "CartPole-v1", "--n-trials", "2", "--pruner", "none",
                                       "--sampler", "random", "--sampler-seed", "3", "--quiet", "--logdir", logdir,
-                                      *SMALL])
+                                      "--space", str(space), *SMALL])
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(cli, ["tune", "dqn", "CartPole-v1", "--show", "--logdir", logdir])
     assert "2 complete" in shown.output and "importances:" in shown.output
     out = tmp_path / "best.yml"
-    exported = CliRunner().invoke(cli, ["tune", "dqn", "CartPole-v1", "--export-best", str(out), "--logdir", logdir])
+    exported = CliRunner().invoke(cli, ["tune", "dqn", "CartPole-v1", "--export-best", str(out), "--logdir", logdir,
+                                        "--space", str(space)])
     assert exported.exit_code == 0, exported.output
     from rlgen.tune.storage import open_storage
 

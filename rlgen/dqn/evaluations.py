@@ -25,11 +25,13 @@ import sys
 import tempfile
 import weakref
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
+import rlgen
 from rlgen.config import to_dict
 from rlgen.dqn.evaluate import evaluate_policy
 
@@ -139,7 +141,10 @@ class BackgroundEvaluations:
     def _start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="rlgen-eval-")
         weakref.finalize(self, shutil.rmtree, self._dir, True)  # also if the run ends in an exception
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        # The worker imports the rlgen this process runs (a source checkout too), on one thread.
+        package_root = str(Path(rlgen.__file__).resolve().parent.parent)
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
         # Its own session: Ctrl-C in the terminal stops the training process (which then takes the
         # pending evaluations and saves), not the worker.
         self._proc = subprocess.Popen([sys.executable, "-m", "rlgen.dqn.eval_worker"], stdin=subprocess.PIPE,

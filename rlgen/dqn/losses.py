@@ -20,7 +20,7 @@ from rlgen.dqn.sequence_replay import SequenceBatch
 
 
 class TDOutput(NamedTuple):
-    loss: torch.Tensor  # () the loss to minimise
+    loss: torch.Tensor  # () the loss to minimise (N,) for N stacked seeds
     priorities: torch.Tensor  # (B,) per sampled item, detached: TD errors, or a chunk's mixed |TD|
     q_mean: torch.Tensor  # () mean Q of the taken actions, detached
 
@@ -36,28 +36,34 @@ def _elementwise(config: DQNConfig, q_taken: torch.Tensor, targets: torch.Tensor
 
 
 class TransitionTDLoss:
-    """One-step (or n-step) TD loss of transitions, plain or double DQN."""
+    """One-step (or n-step) TD loss of transitions, plain or double DQN.
+
+    Shape-polymorphic over leading dimensions: a batch (B, ...) gives one loss; the stacked
+    batches (N, B, ...) of N seeds with stacked networks (``rlgen.training.stacked``) give N
+    losses, each seed's exactly what its own batch gives (every reduction is over the last,
+    the sample, dimension).
+    """
 
     def __init__(self, config: DQNConfig):
         self.config = config
 
     def __call__(self, q_net: torch.nn.Module, target_net: torch.nn.Module, batch: ReplayBatch) -> TDOutput:
         with torch.no_grad():
-            next_target = target_net(batch.next_obs)  # (B, A)
+            next_target = target_net(batch.next_obs)  # (..., B, A)
             if self.config.double_q:
                 # Double DQN (van Hasselt et al. 2016): the online net picks the next action, the
                 # target net scores it. A separate no-grad pass (not one pass over [obs; next_obs])
                 # keeps backward to B rows: backward is the largest cost of a small update on CPU.
-                next_action = q_net(batch.next_obs).argmax(dim=1, keepdim=True)  # (B, 1)
-                next_values = next_target.gather(1, next_action).squeeze(1)
+                next_action = q_net(batch.next_obs).argmax(dim=-1, keepdim=True)  # (..., B, 1)
+                next_values = next_target.gather(-1, next_action).squeeze(-1)
             else:
-                next_values = next_target.max(dim=1).values
-        q_all = q_net(batch.obs)  # (B, A)
-        targets = (batch.returns + batch.discounts * next_values).float()  # (B,)
-        q_taken = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1).float()  # (B,)
+                next_values = next_target.max(dim=-1).values
+        q_all = q_net(batch.obs)  # (..., B, A)
+        targets = (batch.returns + batch.discounts * next_values).float()  # (..., B)
+        q_taken = q_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).float()  # (..., B)
         per_sample = _elementwise(self.config, q_taken, targets)
-        loss = (batch.weights * per_sample).mean() if self.config.prioritized else per_sample.mean()
-        return TDOutput(loss, (targets - q_taken).detach(), q_taken.detach().mean())
+        loss = (batch.weights * per_sample if self.config.prioritized else per_sample).mean(dim=-1)
+        return TDOutput(loss, (targets - q_taken).detach(), q_taken.detach().mean(dim=-1))
 
 
 class SequenceTDLoss:

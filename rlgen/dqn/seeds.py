@@ -104,19 +104,14 @@ def _loop(group: SeedGroup, interrupt: GracefulInterrupt) -> GroupResult:
 
 
 def batched_td_loss(q, target, td_loss):
-    """The single-run TD loss vmapped over seeds: a list of each seed's sampled batch in,
-    (loss (N,), priorities (N, B), mean Q (N,)) out."""
-
-    def one_seed(params, target_params, buffers, target_buffers, obs, actions, returns, next_obs, discounts, weights):
-        batch = ReplayBatch(obs, actions, returns, next_obs, discounts, weights, None)
-        out = td_loss(q.functional(params, buffers), target.functional(target_params, target_buffers), batch)
-        return out.loss, out.priorities, out.q_mean
-
-    batched = torch.func.vmap(one_seed)
+    """The single-run TD loss on every seed at once: a list of each seed's sampled batch in,
+    (loss (N,), priorities (N, B), mean Q (N,)) out. The loss is shape-polymorphic and the
+    stacked networks take (N, B, ...) inputs, so this is the single run's arithmetic row by row."""
 
     def loss(batches: list[ReplayBatch]):
         fields = [torch.stack([getattr(b, name) for b in batches]) for name in
                   ("obs", "actions", "returns", "next_obs", "discounts", "weights")]
-        return batched(q.params, target.params, q.buffers, target.buffers, *fields)
+        out = td_loss(q, target, ReplayBatch(*fields, None))
+        return out.loss, out.priorities, out.q_mean
 
     return loss
