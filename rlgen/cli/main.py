@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from rlgen import __version__
@@ -40,7 +42,12 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="rlgen")
+    try:
+        cli(prog_name="rlgen")
+    finally:
+        # The process ends here: its last garbage collections would walk every object torch
+        # made (0.7 s with torch._dynamo imported, 0.14 s frozen; docs/benchmarks.md).
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -66,9 +66,7 @@ class InlineEvaluations:
         self._means: list[float] = []
 
     def submit(self, run, global_step: int) -> None:
-        mean = evaluation_score(run)
-        record_evaluation(run, global_step, mean)
-        self._means.append(mean)
+        self._taken(run, global_step, evaluation_score(run))
 
     def drain(self) -> list[float]:
         """The scores of the evaluations submitted since the last ``drain``, in order."""
@@ -78,28 +76,29 @@ class InlineEvaluations:
     def close(self) -> None:
         pass
 
+    def _taken(self, run, global_step: int, mean: float, weights: dict[str, torch.Tensor] | None = None) -> None:
+        record_evaluation(run, global_step, mean, weights)
+        self._means.append(mean)
 
-class BackgroundEvaluations:
+
+class BackgroundEvaluations(InlineEvaluations):
     """Evaluations played by one worker process while the loop trains on (one worker for all the
     seeds of a group). The worker starts with the first evaluation. If it dies (killed, or a bug:
     its traceback is on stderr), the pending evaluations and all later ones are played inline,
     with a warning: a run never stops, or loses its work, for its evaluations' sake."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._proc: subprocess.Popen | None = None
         self._dir: str | None = None
         self._pending: deque[tuple[Any, int, dict[str, torch.Tensor]]] = deque()
         self._count = 0
-        self._means: list[float] = []
         self._buffer = b""
         self._failed = False
 
     def submit(self, run, global_step: int) -> None:
         if self._failed:
-            mean = evaluation_score(run)
-            record_evaluation(run, global_step, mean)
-            self._means.append(mean)
-            return
+            return super().submit(run, global_step)
         weights = {k: v.detach().to("cpu", copy=True) for k, v in run.q_net.state_dict().items()}
         if self._proc is None:
             self._start()
@@ -122,8 +121,7 @@ class BackgroundEvaluations:
     def drain(self) -> list[float]:
         """Wait for every submitted evaluation; their scores since the last ``drain``, in order."""
         self._take(block=True)
-        means, self._means = self._means, []
-        return means
+        return super().drain()
 
     def close(self) -> None:
         """Take what is pending, then let the worker exit (its stdin closes; not waited for: its
@@ -165,9 +163,7 @@ class BackgroundEvaluations:
                 continue
             line, self._buffer = self._buffer.split(b"\n", 1)
             run, global_step, weights = self._pending.popleft()
-            mean = float(json.loads(line)["mean"])
-            record_evaluation(run, global_step, mean, weights)
-            self._means.append(mean)
+            self._taken(run, global_step, float(json.loads(line)["mean"]), weights)
 
     def _fall_back(self) -> None:
         code = self._proc.wait()
@@ -177,9 +173,7 @@ class BackgroundEvaluations:
         shutil.rmtree(self._dir, ignore_errors=True)
         while self._pending:
             run, global_step, weights = self._pending.popleft()
-            mean = evaluation_score(run, weights)
-            record_evaluation(run, global_step, mean, weights)
-            self._means.append(mean)
+            self._taken(run, global_step, evaluation_score(run, weights), weights)
 
 
 def free_cores() -> int:
