@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import gc
 
-import click
+# Importing torch and the commands makes over a million objects, and the cyclic garbage collector's
+# full passes over them during the import cost ~0.4 s of every command (docs/benchmarks.md): no
+# collections while importing, and what the imports made is frozen out of later ones (it lives
+# as long as the process). The process is rlgen's own; a library import does not do this.
+gc.disable()
 
-from rlgen import __version__
+import click  # noqa: E402
+
+from rlgen import __version__  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +45,8 @@ def _register() -> None:
 
 
 _register()
+gc.freeze()
+gc.enable()
 
 
 def main() -> None:
