@@ -62,6 +62,6 @@ class MLP(nn.Module):
         x = flat_features(x, self.spec, lead=1, who="mlp")  # (B, flat_dim)
         return self.net(x)  # (B, out_dim)
 
-    def batched_forward(self, parts, tensor, x: torch.Tensor) -> torch.Tensor:
+    def batched_forward(self, part, tensor, x: torch.Tensor) -> torch.Tensor:
         """N stacked copies (``rlgen.training.stacked``): (N, B, *obs_shape) -> (N, B, out_dim)."""
-        return parts["net"](flat_features(x, self.spec, lead=2, who="mlp"))
+        return part("net", flat_features(x, self.spec, lead=2, who="mlp"))

@@ -41,12 +41,12 @@ class QNetwork(nn.Module):
             return self.q(features)
         return F.linear(self.head(features), self.combine)  # [V, A] (B, 1 + A) -> Q (B, A)
 
-    def batched_forward(self, parts, tensor, obs: torch.Tensor) -> torch.Tensor:
+    def batched_forward(self, part, tensor, obs: torch.Tensor) -> torch.Tensor:
         """N stacked copies (``rlgen.training.stacked``): (N, B, *obs_shape) -> (N, B, A)."""
-        features = parts["backbone"](obs)
+        features = part("backbone", obs)
         if not self.dueling:
-            return parts["q"](features)
-        return torch.matmul(parts["head"](features), tensor("combine").transpose(1, 2))
+            return part("q", features)
+        return torch.matmul(part("head", features), tensor("combine").transpose(1, 2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The separate heads of earlier checkpoints, V's row first as in ``head``.

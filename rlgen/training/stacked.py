@@ -43,6 +43,7 @@ class StackedModules:
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.base = copy.deepcopy(modules[0]).to("meta")  # the architecture only; its weights are never used
         self._batched = batched_plan(self.base, "")
+        self._tensors = self.params | self.buffers  # the same tensors, by full name: what the plan reads
         self._forward = vmap(self._call)
 
     def _call(self, params: dict, buffers: dict, *args: torch.Tensor) -> Any:
@@ -54,7 +55,7 @@ class StackedModules:
     def __call__(self, *args: torch.Tensor) -> Any:
         """Every network on its own input: args have a leading dimension N."""
         if self._batched is not None and len(args) == 1:
-            return self._batched(self.params | self.buffers, args[0])
+            return self._batched(self._tensors, args[0])
         return self._forward(self.params, self.buffers, *args)
 
     def functional(self, params: dict, buffers: dict):
@@ -81,8 +82,8 @@ _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Ide
 
 def batched_plan(module: nn.Module, prefix: str) -> BatchedPlan | None:
     """``module``'s forward for N stacked copies as batched ops, or None if it has a part this
-    does not know. A module may define ``batched_forward(parts, tensor, x)``: ``parts[name]`` is
-    its child ``name``'s batched forward and ``tensor(name)`` its own stacked tensor ``name``."""
+    does not know. A module may define ``batched_forward(part, tensor, x)``: ``part(name, y)`` runs
+    its child ``name`` batched on ``y`` and ``tensor(name)`` is its own stacked tensor ``name``."""
     if isinstance(module, nn.Linear):
         weight, bias = prefix + "weight", prefix + "bias"
         if module.bias is None:
@@ -111,7 +112,7 @@ def batched_plan(module: nn.Module, prefix: str) -> BatchedPlan | None:
 
         return chain
     if hasattr(module, "batched_forward"):
-        return lambda t, x: module.batched_forward({n: (lambda y, p=p: p(t, y)) for n, p in children.items()},
+        return lambda t, x: module.batched_forward(lambda name, y: children[name](t, y),
                                                    lambda name: t[prefix + name], x)
     return None
 
